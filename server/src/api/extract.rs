@@ -1,0 +1,53 @@
+//! Extractors whose rejections are [`ApiError`]s, so malformed requests get the same
+//! `{"error": …}` shape as every other failure.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON body.
+#[derive(Debug, FromRequest)]
+#[from_request(via(axum::Json), rejection(ApiError))]
+pub(super) struct ApiJson<T>(pub T);
+
+/// A body in JSON or `application/x-www-form-urlencoded`, chosen by `Content-Type`.
+#[derive(Debug)]
+pub(super) struct JsonOrForm<T>(pub T);
+
+impl<T, S> FromRequest<S> for JsonOrForm<T>
+where
+    T: DeserializeOwned + 'static,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let content_type = request.headers().get(header::CONTENT_TYPE).and_then(|value| value.to_str().ok());
+        let essence = content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+        match essence.as_str() {
+            "application/x-www-form-urlencoded" => {
+                let axum::Form(value) = axum::Form::<T>::from_request(request, state).await?;
+                Ok(Self(value))
+            }
+            "application/json" => {
+                let axum::Json(value) = axum::Json::<T>::from_request(request, state).await?;
+                Ok(Self(value))
+            }
+            _ => Err(ApiError::UnsupportedMediaType(
+                "send the body as application/json or application/x-www-form-urlencoded".to_owned(),
+            )),
+        }
+    }
+}
+
+/// Query parameters.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Query), rejection(ApiError))]
+pub(super) struct ApiQuery<T>(pub T);
+
+/// Path parameters.
+#[derive(Debug, FromRequestParts)]
+#[from_request(via(axum::extract::Path), rejection(ApiError))]
+pub(super) struct ApiPath<T>(pub T);

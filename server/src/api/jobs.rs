@@ -1,0 +1,167 @@
+//! Task streams over HTTP: create a task, drive it from any worker, watch it.
+
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use super::extract::{ApiJson, ApiPath, ApiQuery};
+use super::{event_stream_response, last_event_id};
+use crate::error::ApiError;
+use crate::hub::jobs::{JobSnapshot, Outcome, Watch};
+use crate::state::AppState;
+
+/// Longest task title, in bytes.
+const MAX_TITLE_BYTES: usize = 1024;
+/// Most steps a task may have; large enough for any progress bar.
+const MAX_TOTAL: u64 = 1_000_000_000;
+/// Bounds of the demo task, so that a request cannot park a task for days.
+const MAX_DEMO_STEPS: u64 = 1000;
+const MAX_DEMO_INTERVAL_MS: u64 = 60_000;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/jobs", post(create))
+        .route("/jobs/demo", post(demo))
+        .route("/jobs/{id}", get(snapshot))
+        .route("/jobs/{id}/progress", post(progress))
+        .route("/jobs/{id}/finish", post(finish))
+        .route("/jobs/{id}/events", get(events))
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateRequest {
+    title: String,
+    total: u64,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DemoRequest {
+    #[serde(default = "default_demo_steps")]
+    steps: u64,
+    #[serde(default = "default_demo_interval")]
+    interval_ms: u64,
+}
+
+fn default_demo_steps() -> u64 {
+    10
+}
+
+fn default_demo_interval() -> u64 {
+    1000
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ProgressRequest {
+    step: u64,
+    message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FinishRequest {
+    #[serde(default)]
+    result: Option<Value>,
+    #[serde(default)]
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct EventsQuery {
+    last_event_id: Option<String>,
+}
+
+async fn create(State(state): State<AppState>, ApiJson(request): ApiJson<CreateRequest>) -> Result<Response, ApiError> {
+    if request.title.len() > MAX_TITLE_BYTES {
+        return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_BYTES} bytes")));
+    }
+    if !(1..=MAX_TOTAL).contains(&request.total) {
+        return Err(ApiError::BadRequest(format!("total must be 1 to {MAX_TOTAL}")));
+    }
+    let id = state.hub.jobs().create(request.title, request.total)?;
+    Ok(created(&id))
+}
+
+async fn demo(State(state): State<AppState>, ApiJson(request): ApiJson<DemoRequest>) -> Result<Response, ApiError> {
+    if !(1..=MAX_DEMO_STEPS).contains(&request.steps) {
+        return Err(ApiError::BadRequest(format!("steps must be 1 to {MAX_DEMO_STEPS}")));
+    }
+    if request.interval_ms > MAX_DEMO_INTERVAL_MS {
+        return Err(ApiError::BadRequest(format!("interval_ms must be at most {MAX_DEMO_INTERVAL_MS}")));
+    }
+    let id = state.hub.jobs().start_demo(request.steps, Duration::from_millis(request.interval_ms))?;
+    Ok(created(&id))
+}
+
+/// `201 Created` with where the task and its event stream live.
+fn created(id: &str) -> Response {
+    let location = format!("/jobs/{id}");
+    let body = json!({"id": id, "events": format!("{location}/events")});
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response()
+}
+
+async fn snapshot(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<JobSnapshot>, ApiError> {
+    Ok(Json(state.hub.jobs().snapshot(&id)?))
+}
+
+async fn progress(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<ProgressRequest>,
+) -> Result<Json<JobSnapshot>, ApiError> {
+    let limit = state.config.max_message_bytes as usize;
+    if request.message.as_ref().is_some_and(|message| message.len() > limit) {
+        return Err(ApiError::PayloadTooLarge(format!("message must be at most {limit} bytes")));
+    }
+    let jobs = state.hub.jobs();
+    jobs.progress(&id, request.step, request.message)?;
+    Ok(Json(jobs.snapshot(&id)?))
+}
+
+async fn finish(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiJson(request): ApiJson<FinishRequest>,
+) -> Result<Json<JobSnapshot>, ApiError> {
+    let outcome = match request {
+        FinishRequest { result: Some(_), error: Some(_) } => {
+            return Err(ApiError::BadRequest("give either result or error, not both".to_owned()));
+        }
+        FinishRequest { error: Some(error), .. } => Outcome::Error(error),
+        FinishRequest { result, .. } => Outcome::Result(result.unwrap_or(Value::Null)),
+    };
+    let size = match &outcome {
+        Outcome::Result(result) => result.to_string().len(),
+        Outcome::Error(error) => error.len(),
+    };
+    let limit = state.config.max_message_bytes as usize;
+    if size > limit {
+        return Err(ApiError::PayloadTooLarge(format!("result or error must be at most {limit} bytes")));
+    }
+    let jobs = state.hub.jobs();
+    jobs.finish(&id, outcome)?;
+    Ok(Json(jobs.snapshot(&id)?))
+}
+
+/// The task's events: replayed, then live, then the response ends after `done`. A
+/// reconnect that already saw `done` gets 204, which stops EventSource for good.
+async fn events(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let last_seen = last_event_id(&headers, query.last_event_id.as_deref());
+    Ok(match state.hub.jobs().watch(&id, last_seen)? {
+        Watch::Stream(subscription) => event_stream_response(subscription, state.config.stream_options()),
+        Watch::AlreadyFinished => StatusCode::NO_CONTENT.into_response(),
+    })
+}

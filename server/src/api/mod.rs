@@ -1,0 +1,60 @@
+//! The HTTP API: thin handlers that parse requests into the hub's types, call the hub
+//! and shape its answers. Every failure is an [`ApiError`](crate::error::ApiError).
+
+mod extract;
+mod jobs;
+mod ops;
+mod presence;
+mod push;
+mod subscribe;
+
+use axum::Router;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::http::{HeaderMap, HeaderValue, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+
+use crate::error::ApiError;
+use crate::hub::Subscription;
+use crate::state::AppState;
+use crate::stream::{StreamOptions, event_stream};
+
+/// The API routes, without the web app.
+pub fn router(state: &AppState) -> Router<AppState> {
+    Router::new()
+        .merge(subscribe::routes())
+        .merge(push::routes())
+        .merge(jobs::routes())
+        .merge(presence::routes())
+        .merge(ops::routes())
+        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down))
+}
+
+/// Answers 503 once the node is shutting down, so load balancers and clients move on.
+async fn refuse_while_shutting_down(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    if state.hub.is_shutting_down() {
+        return ApiError::ShuttingDown.into_response();
+    }
+    next.run(request).await
+}
+
+/// An event-stream response for `subscription`, with the headers that keep proxies
+/// from buffering or transforming it.
+fn event_stream_response(subscription: Subscription, options: StreamOptions) -> Response {
+    let body = axum::body::Body::from_stream(event_stream(subscription, options));
+    let mut response = body.into_response();
+    let headers: &mut HeaderMap = response.headers_mut();
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
+    response
+}
+
+/// The client's last seen event id: the `Last-Event-ID` header an EventSource sends
+/// when it reconnects, else the `last_event_id` query parameter a page uses for its
+/// first connection (EventSource cannot set headers).
+fn last_event_id<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
+    headers.get("last-event-id").and_then(|value| value.to_str().ok()).or(query).filter(|id| !id.is_empty())
+}

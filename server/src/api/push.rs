@@ -1,0 +1,72 @@
+//! `POST /push`: send a message to one client, a topic or everyone.
+
+use axum::extract::State;
+use axum::routing::post;
+use axum::{Json, Router};
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use super::extract::JsonOrForm;
+use crate::error::ApiError;
+use crate::hub::types::{EventName, Payload, Target};
+use crate::state::AppState;
+
+pub(super) fn routes() -> Router<AppState> {
+    Router::new().route("/push", post(push))
+}
+
+/// The request body, as JSON or form fields.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PushRequest {
+    client_id: Option<String>,
+    topic: Option<String>,
+    broadcast: Option<bool>,
+    message: Option<Value>,
+    event: Option<String>,
+}
+
+#[derive(Debug, Serialize)]
+struct PushResponse {
+    id: String,
+    delivered: usize,
+}
+
+async fn push(
+    State(state): State<AppState>,
+    JsonOrForm(request): JsonOrForm<PushRequest>,
+) -> Result<Json<PushResponse>, ApiError> {
+    let target = request.target()?;
+    let event = request.event.as_deref().map(str::parse::<EventName>).transpose()?;
+    let message = request.message.ok_or_else(|| {
+        ApiError::BadRequest("message is required: a string or any JSON value".to_owned())
+    })?;
+    let payload = Payload::from(message);
+    let limit = state.config.max_message_bytes as usize;
+    if payload.len() > limit {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "message is {} bytes; the limit is {limit}",
+            payload.len()
+        )));
+    }
+    let published = state.hub.publish(&target, event.as_ref(), &payload)?;
+    Ok(Json(PushResponse { id: published.id.to_string(), delivered: published.delivered }))
+}
+
+impl PushRequest {
+    /// The one target the request names.
+    fn target(&self) -> Result<Target, ApiError> {
+        let broadcast = self.broadcast == Some(true);
+        let named = usize::from(self.client_id.is_some()) + usize::from(self.topic.is_some()) + usize::from(broadcast);
+        if named != 1 {
+            return Err(ApiError::BadRequest(format!(
+                "name exactly one target (client_id, topic or \"broadcast\": true); this request names {named}"
+            )));
+        }
+        Ok(match (&self.client_id, &self.topic) {
+            (Some(client), _) => Target::Client(client.parse()?),
+            (_, Some(topic)) => Target::Topic(topic.parse()?),
+            _ => Target::Broadcast,
+        })
+    }
+}

@@ -1,0 +1,130 @@
+//! Every setting, in one typed struct: each field is a `--flag`, a `HERALD_*`
+//! environment variable and a line of `herald --help`, with its default beside it.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::Parser;
+
+use crate::hub::HubOptions;
+use crate::hub::jobs::JobOptions;
+use crate::stream::StreamOptions;
+
+/// Herald: a server-push hub for the browser over Server-Sent Events.
+///
+/// With no arguments it serves the API and the web app on http://127.0.0.1:3000,
+/// keeping everything in memory.
+#[derive(Debug, Clone, Parser)]
+#[command(name = "herald", version, about, long_about = None)]
+pub struct Config {
+    /// Address to listen on [default: 127.0.0.1:3000, or LEPTOS_SITE_ADDR when set by cargo-leptos].
+    #[arg(long, env = "HERALD_LISTEN", value_name = "ADDR")]
+    pub listen: Option<SocketAddr>,
+
+    /// Send a heartbeat comment on a stream that was quiet this long (e.g. 15s, 500ms).
+    #[arg(long, env = "HERALD_HEARTBEAT", default_value = "15s", value_parser = positive_duration)]
+    pub heartbeat: Duration,
+
+    /// Reconnection delay sent to browsers in the stream's `retry:` field.
+    #[arg(long, env = "HERALD_RETRY", default_value = "2s", value_parser = positive_duration)]
+    pub retry: Duration,
+
+    /// Largest message accepted by POST /push, in bytes of the event's data.
+    #[arg(long, env = "HERALD_MAX_MESSAGE_BYTES", default_value_t = 64 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_message_bytes: u32,
+
+    /// Largest request body accepted, in bytes (JSON escaping can make a body much larger than its message).
+    #[arg(long, env = "HERALD_MAX_BODY_BYTES", default_value_t = 1024 * 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_body_bytes: u32,
+
+    /// Frames a connection may have waiting before it is cut off as too slow (it then resumes by Last-Event-ID).
+    #[arg(long, env = "HERALD_QUEUE_CAPACITY", default_value_t = 1024, value_parser = clap::value_parser!(u32).range(1..))]
+    pub queue_capacity: u32,
+
+    /// Topics one connection may join.
+    #[arg(long, env = "HERALD_MAX_TOPICS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_topics: u32,
+
+    /// How long a finished task stays readable (GET /jobs/ID and its event stream).
+    #[arg(long, env = "HERALD_JOB_TTL", default_value = "10m", value_parser = positive_duration)]
+    pub job_ttl: Duration,
+
+    /// A running task with no update for this long is failed as abandoned.
+    #[arg(long, env = "HERALD_JOB_IDLE_TIMEOUT", default_value = "1h", value_parser = positive_duration)]
+    pub job_idle_timeout: Duration,
+
+    /// Tasks held at once, running and finished; more are refused with 429.
+    #[arg(long, env = "HERALD_MAX_JOBS", default_value_t = 10_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_jobs: u32,
+
+    /// On SIGTERM/SIGINT, wait at most this long for open requests to finish before exiting.
+    #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
+    pub shutdown_grace: Duration,
+
+    /// Log filter, in tracing's EnvFilter syntax (e.g. info, herald=debug).
+    #[arg(long, env = "HERALD_LOG", default_value = "info")]
+    pub log: String,
+}
+
+/// Where to listen when neither `--listen` nor `HERALD_LISTEN` is given.
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
+
+impl Config {
+    /// The address to bind: `--listen`, else the address cargo-leptos chose (so `cargo
+    /// leptos watch` works unchanged), else [`DEFAULT_LISTEN`].
+    pub fn listen_addr(&self) -> SocketAddr {
+        let leptos = std::env::var("LEPTOS_SITE_ADDR").ok().and_then(|addr| addr.parse().ok());
+        self.listen.or(leptos).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(([127, 0, 0, 1], 3000).into()))
+    }
+
+    /// The configuration `herald` runs with when given no arguments (`HERALD_*`
+    /// variables still apply).
+    pub fn defaults() -> Self {
+        Self::parse_from(["herald"])
+    }
+
+    /// The hub's share of the settings.
+    pub fn hub_options(&self) -> HubOptions {
+        HubOptions {
+            queue_capacity: self.queue_capacity as usize,
+            jobs: JobOptions {
+                ttl: self.job_ttl,
+                idle_timeout: self.job_idle_timeout,
+                max_jobs: self.max_jobs as usize,
+            },
+        }
+    }
+
+    /// How event streams are framed.
+    pub fn stream_options(&self) -> StreamOptions {
+        StreamOptions { heartbeat: self.heartbeat, retry: self.retry }
+    }
+}
+
+fn positive_duration(text: &str) -> Result<Duration, String> {
+    match humantime::parse_duration(text) {
+        Ok(duration) if duration.is_zero() => Err("must be greater than zero".to_owned()),
+        Ok(duration) => Ok(duration),
+        Err(error) => Err(format!("{error} (examples: 15s, 500ms, 2m)")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Config::command().debug_assert();
+    }
+
+    #[test]
+    fn durations_are_human() {
+        let config = Config::parse_from(["herald", "--heartbeat", "500ms", "--job-ttl", "2m"]);
+        assert_eq!(config.heartbeat, Duration::from_millis(500));
+        assert_eq!(config.job_ttl, Duration::from_secs(120));
+        assert!(Config::try_parse_from(["herald", "--heartbeat", "0s"]).is_err());
+        assert!(Config::try_parse_from(["herald", "--queue-capacity", "0"]).is_err());
+    }
+}

@@ -1,0 +1,133 @@
+//! One error type for the HTTP API, answered as `{"error": "…"}` with the status the
+//! contract gives it. Extractor rejections are converted too, so even a malformed
+//! request gets the same shape. Client mistakes are not logged; the detail of a
+//! server-side failure is logged and never sent.
+
+use axum::Json;
+use axum::extract::rejection::{FormRejection, JsonRejection, PathRejection, QueryRejection};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use crate::hub::HubError;
+use crate::hub::jobs::JobError;
+use crate::hub::types::InvalidValue;
+
+/// Everything the API can answer with other than success.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ApiError {
+    /// 400: the request is malformed or breaks a rule.
+    BadRequest(String),
+    /// 404: no such resource.
+    NotFound(String),
+    /// 405: the path exists, the method does not.
+    MethodNotAllowed,
+    /// 409: the request conflicts with the resource's state.
+    Conflict(String),
+    /// 413: a body or message over its limit.
+    PayloadTooLarge(String),
+    /// 415: a body in a format the endpoint does not read.
+    UnsupportedMediaType(String),
+    /// 429: a limit on how much the node holds.
+    TooManyRequests(String),
+    /// 503: the node is shutting down.
+    ShuttingDown,
+}
+
+impl ApiError {
+    fn status(&self) -> StatusCode {
+        match self {
+            Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::NotFound(_) => StatusCode::NOT_FOUND,
+            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::Conflict(_) => StatusCode::CONFLICT,
+            Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+            Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
+            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// Maps a body rejection by its status, keeping axum's explanation.
+    fn from_body_rejection(status: StatusCode, text: String) -> Self {
+        match status {
+            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge("request body is too large".to_owned()),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(text),
+            _ => Self::BadRequest(text),
+        }
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::BadRequest(text)
+            | Self::NotFound(text)
+            | Self::Conflict(text)
+            | Self::PayloadTooLarge(text)
+            | Self::UnsupportedMediaType(text)
+            | Self::TooManyRequests(text) => f.write_str(text),
+            Self::MethodNotAllowed => f.write_str("method not allowed on this path"),
+            Self::ShuttingDown => HubError::ShuttingDown.fmt(f),
+        }
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status(), Json(json!({"error": self.to_string()}))).into_response()
+    }
+}
+
+impl From<JsonRejection> for ApiError {
+    fn from(rejection: JsonRejection) -> Self {
+        Self::from_body_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<FormRejection> for ApiError {
+    fn from(rejection: FormRejection) -> Self {
+        Self::from_body_rejection(rejection.status(), rejection.body_text())
+    }
+}
+
+impl From<QueryRejection> for ApiError {
+    fn from(rejection: QueryRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<PathRejection> for ApiError {
+    fn from(rejection: PathRejection) -> Self {
+        Self::BadRequest(rejection.body_text())
+    }
+}
+
+impl From<InvalidValue> for ApiError {
+    fn from(invalid: InvalidValue) -> Self {
+        Self::BadRequest(invalid.to_string())
+    }
+}
+
+impl From<HubError> for ApiError {
+    fn from(error: HubError) -> Self {
+        match error {
+            HubError::ShuttingDown => Self::ShuttingDown,
+        }
+    }
+}
+
+impl From<JobError> for ApiError {
+    fn from(error: JobError) -> Self {
+        let text = error.to_string();
+        match error {
+            JobError::NotFound => Self::NotFound(text),
+            JobError::AlreadyFinished => Self::Conflict(text),
+            JobError::StepOutOfRange { .. } => Self::BadRequest(text),
+            JobError::TooMany => Self::TooManyRequests(text),
+            JobError::ShuttingDown => Self::ShuttingDown,
+        }
+    }
+}

@@ -1,0 +1,182 @@
+//! This node's live connections, indexed three ways: all of them (for broadcasts), by
+//! client id (for unicasts and presence) and by topic.
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use super::subscriber::Subscriber;
+use super::types::{ClientId, Target, Topic};
+
+/// Identifies one connection for as long as the node runs.
+pub(crate) type ConnId = u64;
+
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    next_conn: ConnId,
+    conns: HashMap<ConnId, Conn>,
+    clients: HashMap<ClientId, ClientEntry>,
+    topics: HashMap<Topic, HashSet<ConnId>>,
+}
+
+#[derive(Debug)]
+struct Conn {
+    client: ClientId,
+    topics: Box<[Topic]>,
+    subscriber: Arc<Subscriber>,
+}
+
+#[derive(Debug)]
+struct ClientEntry {
+    conns: Vec<ConnId>,
+    since: SystemTime,
+}
+
+/// One connected client as presence reports it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ClientPresence {
+    /// The client's id.
+    pub client_id: ClientId,
+    /// How many streams it holds open (tabs).
+    pub connections: usize,
+    /// The union of the topics its connections joined, sorted.
+    pub topics: Vec<Topic>,
+    /// When its oldest open connection opened (RFC 3339, UTC).
+    pub connected_since: String,
+}
+
+impl Registry {
+    /// Adds a connection. `topics` must hold no duplicates.
+    pub(crate) fn register(&mut self, client: ClientId, topics: Vec<Topic>, subscriber: Arc<Subscriber>) -> ConnId {
+        self.next_conn += 1;
+        let id = self.next_conn;
+        for topic in &topics {
+            self.topics.entry(topic.clone()).or_default().insert(id);
+        }
+        self.clients
+            .entry(client.clone())
+            .or_insert_with(|| ClientEntry { conns: Vec::new(), since: SystemTime::now() })
+            .conns
+            .push(id);
+        self.conns.insert(id, Conn { client, topics: topics.into(), subscriber });
+        id
+    }
+
+    /// Removes a connection; unknown ids are ignored.
+    pub(crate) fn unregister(&mut self, id: ConnId) {
+        let Some(conn) = self.conns.remove(&id) else { return };
+        for topic in conn.topics.iter() {
+            if let Some(members) = self.topics.get_mut(topic) {
+                members.remove(&id);
+                if members.is_empty() {
+                    self.topics.remove(topic);
+                }
+            }
+        }
+        if let Some(entry) = self.clients.get_mut(&conn.client) {
+            entry.conns.retain(|&other| other != id);
+            if entry.conns.is_empty() {
+                self.clients.remove(&conn.client);
+            }
+        }
+    }
+
+    /// Calls `deliver` with every connection the target reaches.
+    pub(crate) fn for_each_target(&self, target: &Target, mut deliver: impl FnMut(&Arc<Subscriber>)) {
+        let by_id = |id: &ConnId| self.conns.get(id).map(|conn| &conn.subscriber);
+        match target {
+            Target::Broadcast => self.conns.values().for_each(|conn| deliver(&conn.subscriber)),
+            Target::Client(client) => {
+                if let Some(entry) = self.clients.get(client) {
+                    entry.conns.iter().filter_map(by_id).for_each(deliver);
+                }
+            }
+            Target::Topic(topic) => {
+                if let Some(members) = self.topics.get(topic) {
+                    members.iter().filter_map(by_id).for_each(deliver);
+                }
+            }
+        }
+    }
+
+    /// Every connection, for shutdown.
+    pub(crate) fn subscribers(&self) -> impl Iterator<Item = &Arc<Subscriber>> {
+        self.conns.values().map(|conn| &conn.subscriber)
+    }
+
+    /// The connected clients, sorted by id.
+    pub(crate) fn presence(&self) -> Vec<ClientPresence> {
+        let mut clients: Vec<ClientPresence> = self
+            .clients
+            .iter()
+            .map(|(client, entry)| {
+                let topics: BTreeSet<&Topic> =
+                    entry.conns.iter().filter_map(|id| self.conns.get(id)).flat_map(|conn| conn.topics.iter()).collect();
+                ClientPresence {
+                    client_id: client.clone(),
+                    connections: entry.conns.len(),
+                    topics: topics.into_iter().cloned().collect(),
+                    connected_since: humantime::format_rfc3339_seconds(entry.since).to_string(),
+                }
+            })
+            .collect();
+        clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
+        clients
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn client(id: &str) -> ClientId {
+        id.parse().unwrap()
+    }
+
+    fn topic(name: &str) -> Topic {
+        name.parse().unwrap()
+    }
+
+    fn reached(registry: &Registry, target: &Target) -> usize {
+        let mut count = 0;
+        registry.for_each_target(target, |_| count += 1);
+        count
+    }
+
+    #[test]
+    fn targets_reach_only_their_connections() {
+        let mut registry = Registry::default();
+        let sub = || Arc::new(Subscriber::new(4));
+        registry.register(client("a"), vec![topic("news")], sub());
+        registry.register(client("a"), vec![], sub());
+        registry.register(client("b"), vec![topic("news"), topic("sport")], sub());
+        assert_eq!(reached(&registry, &Target::Client(client("a"))), 2);
+        assert_eq!(reached(&registry, &Target::Client(client("b"))), 1);
+        assert_eq!(reached(&registry, &Target::Client(client("zz"))), 0);
+        assert_eq!(reached(&registry, &Target::Topic(topic("news"))), 2);
+        assert_eq!(reached(&registry, &Target::Topic(topic("sport"))), 1);
+        assert_eq!(reached(&registry, &Target::Broadcast), 3);
+    }
+
+    #[test]
+    fn unregister_cleans_every_index() {
+        let mut registry = Registry::default();
+        let id = registry.register(client("a"), vec![topic("news")], Arc::new(Subscriber::new(4)));
+        registry.unregister(id);
+        registry.unregister(id);
+        assert!(registry.conns.is_empty() && registry.clients.is_empty() && registry.topics.is_empty());
+    }
+
+    #[test]
+    fn presence_merges_tabs() {
+        let mut registry = Registry::default();
+        registry.register(client("b"), vec![topic("x")], Arc::new(Subscriber::new(4)));
+        registry.register(client("a"), vec![topic("y")], Arc::new(Subscriber::new(4)));
+        registry.register(client("a"), vec![topic("x"), topic("y")], Arc::new(Subscriber::new(4)));
+        let presence = registry.presence();
+        assert_eq!(presence.len(), 2);
+        assert_eq!(presence[0].client_id, client("a"));
+        assert_eq!(presence[0].connections, 2);
+        assert_eq!(presence[0].topics, vec![topic("x"), topic("y")]);
+    }
+}

@@ -1,0 +1,39 @@
+//! Herald: a server-push hub for the browser, over Server-Sent Events.
+//!
+//! Browsers hold `GET /sse?client_id=…` streams open; applications push to one client,
+//! a topic or everyone with `POST /push`; long tasks stream their progress on
+//! `/jobs/ID/events` and close. One binary serves the hub, its HTTP API and (with the
+//! `ssr` feature, on by default) the Leptos web app.
+//!
+//! # Architecture
+//!
+//! Imports point one way: [`sse`] (pure wire encoding) ← [`hub`] (connections, fan-out,
+//! tasks; no HTTP) ← [`stream`] (a subscription as a response body) ← [`api`] (thin
+//! axum handlers) ← `web` / `main`. The hub is usable, tested and benchmarked without
+//! axum or Leptos.
+//!
+//! # Layout
+//!
+//! - [`config`]: every setting, as flags and `HERALD_*` variables.
+//! - [`sse`]: event-stream framing that follows the WHATWG parser exactly.
+//! - [`hub`]: the registry of connections, publishing, presence, and [`hub::jobs`].
+//! - [`stream`]: preamble, frames and heartbeats for one response.
+//! - [`api`]: the HTTP endpoints of the contract, and [`error`] for their failures.
+//! - [`metrics`]: counters rendered for Prometheus.
+//! - [`server`]: the router and the serve loop with graceful shutdown.
+
+pub mod api;
+pub mod config;
+pub mod error;
+pub mod hub;
+pub mod metrics;
+pub mod server;
+pub mod sse;
+pub mod state;
+pub mod stream;
+#[cfg(feature = "ssr")]
+pub mod web;
+
+pub use config::Config;
+pub use hub::Hub;
+pub use state::AppState;

@@ -1,0 +1,40 @@
+//! The Leptos web app, rendered on the server and hydrated in the browser. The only
+//! module that names Leptos; everything else is the hub and its HTTP API.
+
+use std::net::SocketAddr;
+
+use axum::Router;
+use leptos::config::LeptosOptions;
+use leptos_axum::{LeptosRoutes, generate_route_list};
+
+use crate::state::AppState;
+
+/// The name cargo-leptos gives the wasm, JS and CSS bundles (`/pkg/herald.*`).
+const OUTPUT_NAME: &str = "herald";
+
+/// The Leptos options: cargo-leptos' `LEPTOS_*` variables where set (`LEPTOS_SITE_ROOT`
+/// says where the built site is), with the output name fixed so that a binary built
+/// by plain `cargo build` serves the same bundle names.
+pub fn leptos_options(listen: SocketAddr) -> LeptosOptions {
+    let mut options = match leptos::config::get_configuration(None) {
+        Ok(conf) => conf.leptos_options,
+        Err(error) => {
+            tracing::warn!("ignoring invalid LEPTOS_* settings: {error}");
+            LeptosOptions::default()
+        }
+    };
+    if options.output_name.is_empty() {
+        options.output_name = OUTPUT_NAME.into();
+    }
+    options.site_addr = listen;
+    options
+}
+
+/// Adds the page routes, and serves the site's static files (`/pkg/…`, favicon) for
+/// every other path, with the app's 404 page when there is no such file.
+pub fn routes(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let options = state.leptos_options.clone();
+    router
+        .leptos_routes(state, generate_route_list(app::App), move || app::shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
+}
