@@ -73,8 +73,14 @@ impl Config {
     /// The address to bind: `--listen`, else the address cargo-leptos chose (so `cargo
     /// leptos watch` works unchanged), else [`DEFAULT_LISTEN`].
     pub fn listen_addr(&self) -> SocketAddr {
-        let leptos = std::env::var("LEPTOS_SITE_ADDR").ok().and_then(|addr| addr.parse().ok());
-        self.listen.or(leptos).unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(([127, 0, 0, 1], 3000).into()))
+        let leptos = std::env::var("LEPTOS_SITE_ADDR")
+            .ok()
+            .and_then(|addr| addr.parse().ok());
+        self.listen.or(leptos).unwrap_or_else(|| {
+            DEFAULT_LISTEN
+                .parse()
+                .unwrap_or(([127, 0, 0, 1], 3000).into())
+        })
     }
 
     /// The configuration `herald` runs with when given no arguments (`HERALD_*`
@@ -97,7 +103,10 @@ impl Config {
 
     /// How event streams are framed.
     pub fn stream_options(&self) -> StreamOptions {
-        StreamOptions { heartbeat: self.heartbeat, retry: self.retry }
+        StreamOptions {
+            heartbeat: self.heartbeat,
+            retry: self.retry,
+        }
     }
 }
 

@@ -51,7 +51,9 @@ impl ApiError {
     /// Maps a body rejection by its status, keeping axum's explanation.
     fn from_body_rejection(status: StatusCode, text: String) -> Self {
         match status {
-            StatusCode::PAYLOAD_TOO_LARGE => Self::PayloadTooLarge("request body is too large".to_owned()),
+            StatusCode::PAYLOAD_TOO_LARGE => {
+                Self::PayloadTooLarge("request body is too large".to_owned())
+            }
             StatusCode::UNSUPPORTED_MEDIA_TYPE => Self::UnsupportedMediaType(text),
             _ => Self::BadRequest(text),
         }

@@ -20,14 +20,22 @@ async fn main() -> ExitCode {
 }
 
 async fn run(config: Config) -> Result<(), String> {
-    let filter = EnvFilter::try_new(&config.log).map_err(|error| format!("invalid --log filter: {error}"))?;
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    let filter = EnvFilter::try_new(&config.log)
+        .map_err(|error| format!("invalid --log filter: {error}"))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
     let addr = config.listen_addr();
-    let listener = TcpListener::bind(addr).await.map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!("listening on http://{local}");
     let state = AppState::new(config);
-    server::serve(listener, state, shutdown_signal()).await.map_err(|error| format!("server error: {error}"))
+    server::serve(listener, state, shutdown_signal())
+        .await
+        .map_err(|error| format!("server error: {error}"))
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

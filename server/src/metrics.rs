@@ -58,22 +58,57 @@ impl Metrics {
     /// The metrics in the Prometheus text exposition format (version 0.0.4).
     pub fn render(&self) -> String {
         let mut out = String::with_capacity(2048);
-        header(&mut out, "herald_connections", "gauge", "Open event streams.");
-        sample(&mut out, "herald_connections", "", self.connections.load(Relaxed));
+        header(
+            &mut out,
+            "herald_connections",
+            "gauge",
+            "Open event streams.",
+        );
+        sample(
+            &mut out,
+            "herald_connections",
+            "",
+            self.connections.load(Relaxed),
+        );
         let opened = "herald_connections_opened_total";
-        header(&mut out, opened, "counter", "Event streams opened since start.");
+        header(
+            &mut out,
+            opened,
+            "counter",
+            "Event streams opened since start.",
+        );
         sample(&mut out, opened, "", self.connections_opened.load(Relaxed));
         let published = "herald_messages_published_total";
-        header(&mut out, published, "counter", "Messages accepted, by target kind.");
+        header(
+            &mut out,
+            published,
+            "counter",
+            "Messages accepted, by target kind.",
+        );
         for kind in TargetKind::ALL {
             let label = format!("target=\"{}\"", kind.name());
-            sample(&mut out, published, &label, self.published[kind as usize].load(Relaxed));
+            sample(
+                &mut out,
+                published,
+                &label,
+                self.published[kind as usize].load(Relaxed),
+            );
         }
         let deliveries = "herald_deliveries_total";
-        header(&mut out, deliveries, "counter", "Messages queued on a connection.");
+        header(
+            &mut out,
+            deliveries,
+            "counter",
+            "Messages queued on a connection.",
+        );
         sample(&mut out, deliveries, "", self.deliveries.load(Relaxed));
         let disconnects = "herald_disconnects_total";
-        header(&mut out, disconnects, "counter", "Event streams ended, by reason.");
+        header(
+            &mut out,
+            disconnects,
+            "counter",
+            "Event streams ended, by reason.",
+        );
         for reason in DisconnectReason::ALL {
             let label = format!("reason=\"{}\"", reason.name());
             sample(&mut out, disconnects, &label, self.disconnects(reason));
@@ -82,7 +117,12 @@ impl Metrics {
         header(&mut out, created, "counter", "Tasks created.");
         sample(&mut out, created, "", self.jobs_created.load(Relaxed));
         let finished = "herald_jobs_finished_total";
-        header(&mut out, finished, "counter", "Tasks that ended with a result or an error.");
+        header(
+            &mut out,
+            finished,
+            "counter",
+            "Tasks that ended with a result or an error.",
+        );
         sample(&mut out, finished, "", self.jobs_finished.load(Relaxed));
         out
     }

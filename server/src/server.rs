@@ -14,7 +14,8 @@ pub fn router(state: AppState) -> Router {
     #[cfg(feature = "ssr")]
     let router = crate::web::routes(router, &state);
     #[cfg(not(feature = "ssr"))]
-    let router = router.fallback(|| async { crate::error::ApiError::NotFound("no such endpoint".to_owned()) });
+    let router = router
+        .fallback(|| async { crate::error::ApiError::NotFound("no such endpoint".to_owned()) });
     router.with_state(state)
 }
 

@@ -67,7 +67,10 @@ fn put_field(frame: &mut BytesMut, name: &str, value: &str) {
     frame.put_slice(name.as_bytes());
     frame.put_slice(b": ");
     if value.contains(['\r', '\n', '\0']) {
-        let clean: String = value.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect();
+        let clean: String = value
+            .chars()
+            .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
+            .collect();
         frame.put_slice(clean.as_bytes());
     } else {
         frame.put_slice(value.as_bytes());
@@ -107,7 +110,10 @@ mod tests {
 
     #[test]
     fn single_line_with_id_and_event() {
-        assert_eq!(frame(Some("e1-7-c"), Some("note"), "hello"), "id: e1-7-c\nevent: note\ndata: hello\n\n");
+        assert_eq!(
+            frame(Some("e1-7-c"), Some("note"), "hello"),
+            "id: e1-7-c\nevent: note\ndata: hello\n\n"
+        );
     }
 
     #[test]
@@ -143,7 +149,10 @@ mod tests {
 
     #[test]
     fn blank_lines_cannot_end_the_event_early() {
-        assert_eq!(frame(None, None, "a\n\nevent: x\n\nid: 9"), "data: a\ndata: \ndata: event: x\ndata: \ndata: id: 9\n\n");
+        assert_eq!(
+            frame(None, None, "a\n\nevent: x\n\nid: 9"),
+            "data: a\ndata: \ndata: event: x\ndata: \ndata: id: 9\n\n"
+        );
     }
 
     #[test]
@@ -160,18 +169,27 @@ mod tests {
 
     #[test]
     fn unicode_passes_through_unchanged() {
-        assert_eq!(frame(None, Some("ünï"), "héllo — 世界 🎉"), "event: ünï\ndata: héllo — 世界 🎉\n\n");
+        assert_eq!(
+            frame(None, Some("ünï"), "héllo — 世界 🎉"),
+            "event: ünï\ndata: héllo — 世界 🎉\n\n"
+        );
     }
 
     #[test]
     fn json_payload_is_one_line() {
         let json = serde_json::to_string(&serde_json::json!({"a": [1, 2], "b": "x\ny"})).unwrap();
-        assert_eq!(frame(Some("1"), None, &json), "id: 1\ndata: {\"a\":[1,2],\"b\":\"x\\ny\"}\n\n");
+        assert_eq!(
+            frame(Some("1"), None, &json),
+            "id: 1\ndata: {\"a\":[1,2],\"b\":\"x\\ny\"}\n\n"
+        );
     }
 
     #[test]
     fn line_breaks_in_id_and_event_are_dropped() {
-        assert_eq!(frame(Some("1\n2"), Some("a\r\nb"), "x"), "id: 12\nevent: ab\ndata: x\n\n");
+        assert_eq!(
+            frame(Some("1\n2"), Some("a\r\nb"), "x"),
+            "id: 12\nevent: ab\ndata: x\n\n"
+        );
     }
 
     #[test]

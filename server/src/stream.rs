@@ -46,3 +46,67 @@ pub fn event_stream(
         },
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use futures::StreamExt;
+
+    use super::*;
+    use crate::hub::types::{Payload, Target};
+    use crate::hub::{Hub, HubOptions};
+
+    const OPTIONS: StreamOptions = StreamOptions {
+        heartbeat: Duration::from_secs(15),
+        retry: Duration::from_millis(2500),
+    };
+
+    async fn next_text(
+        stream: &mut (impl Stream<Item = Result<Bytes, Infallible>> + Unpin),
+    ) -> String {
+        let Some(Ok(bytes)) = stream.next().await else {
+            panic!("stream ended")
+        };
+        String::from_utf8(bytes.to_vec()).unwrap()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_with_the_preamble_and_beats_only_when_quiet() {
+        let hub = Hub::new(HubOptions::default());
+        let subscription = hub.subscribe("a".parse().unwrap(), vec![]).unwrap();
+        let mut stream = Box::pin(event_stream(subscription, OPTIONS));
+        assert_eq!(next_text(&mut stream).await, "retry: 2500\n: herald\n\n");
+
+        let started = tokio::time::Instant::now();
+        assert_eq!(next_text(&mut stream).await, ": heartbeat\n\n");
+        assert_eq!(started.elapsed(), Duration::from_secs(15));
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let published = hub
+            .publish(&Target::Broadcast, None, &Payload::from("m".to_owned()))
+            .unwrap();
+        assert_eq!(
+            next_text(&mut stream).await,
+            format!("id: {}\ndata: m\n\n", published.id)
+        );
+        let quiet_since = tokio::time::Instant::now();
+        assert_eq!(next_text(&mut stream).await, ": heartbeat\n\n");
+        assert_eq!(
+            quiet_since.elapsed(),
+            Duration::from_secs(15),
+            "a message resets the heartbeat"
+        );
+    }
+
+    #[tokio::test]
+    async fn ends_when_the_hub_closes_the_subscription() {
+        let hub = Hub::new(HubOptions::default());
+        let subscription = hub.subscribe("a".parse().unwrap(), vec![]).unwrap();
+        let mut stream = Box::pin(event_stream(subscription, OPTIONS));
+        next_text(&mut stream).await;
+        hub.shutdown();
+        assert!(stream.next().await.is_none());
+        assert_eq!(hub.metrics().open_connections(), 0);
+    }
+}

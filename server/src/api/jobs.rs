@@ -79,25 +79,42 @@ struct EventsQuery {
     last_event_id: Option<String>,
 }
 
-async fn create(State(state): State<AppState>, ApiJson(request): ApiJson<CreateRequest>) -> Result<Response, ApiError> {
+async fn create(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<CreateRequest>,
+) -> Result<Response, ApiError> {
     if request.title.len() > MAX_TITLE_BYTES {
-        return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_BYTES} bytes")));
+        return Err(ApiError::BadRequest(format!(
+            "title must be at most {MAX_TITLE_BYTES} bytes"
+        )));
     }
     if !(1..=MAX_TOTAL).contains(&request.total) {
-        return Err(ApiError::BadRequest(format!("total must be 1 to {MAX_TOTAL}")));
+        return Err(ApiError::BadRequest(format!(
+            "total must be 1 to {MAX_TOTAL}"
+        )));
     }
     let id = state.hub.jobs().create(request.title, request.total)?;
     Ok(created(&id))
 }
 
-async fn demo(State(state): State<AppState>, ApiJson(request): ApiJson<DemoRequest>) -> Result<Response, ApiError> {
+async fn demo(
+    State(state): State<AppState>,
+    ApiJson(request): ApiJson<DemoRequest>,
+) -> Result<Response, ApiError> {
     if !(1..=MAX_DEMO_STEPS).contains(&request.steps) {
-        return Err(ApiError::BadRequest(format!("steps must be 1 to {MAX_DEMO_STEPS}")));
+        return Err(ApiError::BadRequest(format!(
+            "steps must be 1 to {MAX_DEMO_STEPS}"
+        )));
     }
     if request.interval_ms > MAX_DEMO_INTERVAL_MS {
-        return Err(ApiError::BadRequest(format!("interval_ms must be at most {MAX_DEMO_INTERVAL_MS}")));
+        return Err(ApiError::BadRequest(format!(
+            "interval_ms must be at most {MAX_DEMO_INTERVAL_MS}"
+        )));
     }
-    let id = state.hub.jobs().start_demo(request.steps, Duration::from_millis(request.interval_ms))?;
+    let id = state
+        .hub
+        .jobs()
+        .start_demo(request.steps, Duration::from_millis(request.interval_ms))?;
     Ok(created(&id))
 }
 
@@ -105,10 +122,18 @@ async fn demo(State(state): State<AppState>, ApiJson(request): ApiJson<DemoReque
 fn created(id: &str) -> Response {
     let location = format!("/jobs/{id}");
     let body = json!({"id": id, "events": format!("{location}/events")});
-    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response()
+    (
+        StatusCode::CREATED,
+        [(header::LOCATION, location)],
+        Json(body),
+    )
+        .into_response()
 }
 
-async fn snapshot(State(state): State<AppState>, ApiPath(id): ApiPath<String>) -> Result<Json<JobSnapshot>, ApiError> {
+async fn snapshot(
+    State(state): State<AppState>,
+    ApiPath(id): ApiPath<String>,
+) -> Result<Json<JobSnapshot>, ApiError> {
     Ok(Json(state.hub.jobs().snapshot(&id)?))
 }
 
@@ -118,8 +143,14 @@ async fn progress(
     ApiJson(request): ApiJson<ProgressRequest>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     let limit = state.config.max_message_bytes as usize;
-    if request.message.as_ref().is_some_and(|message| message.len() > limit) {
-        return Err(ApiError::PayloadTooLarge(format!("message must be at most {limit} bytes")));
+    if request
+        .message
+        .as_ref()
+        .is_some_and(|message| message.len() > limit)
+    {
+        return Err(ApiError::PayloadTooLarge(format!(
+            "message must be at most {limit} bytes"
+        )));
     }
     let jobs = state.hub.jobs();
     jobs.progress(&id, request.step, request.message)?;
@@ -132,10 +163,17 @@ async fn finish(
     ApiJson(request): ApiJson<FinishRequest>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     let outcome = match request {
-        FinishRequest { result: Some(_), error: Some(_) } => {
-            return Err(ApiError::BadRequest("give either result or error, not both".to_owned()));
+        FinishRequest {
+            result: Some(_),
+            error: Some(_),
+        } => {
+            return Err(ApiError::BadRequest(
+                "give either result or error, not both".to_owned(),
+            ));
         }
-        FinishRequest { error: Some(error), .. } => Outcome::Error(error),
+        FinishRequest {
+            error: Some(error), ..
+        } => Outcome::Error(error),
         FinishRequest { result, .. } => Outcome::Result(result.unwrap_or(Value::Null)),
     };
     let size = match &outcome {
@@ -144,7 +182,9 @@ async fn finish(
     };
     let limit = state.config.max_message_bytes as usize;
     if size > limit {
-        return Err(ApiError::PayloadTooLarge(format!("result or error must be at most {limit} bytes")));
+        return Err(ApiError::PayloadTooLarge(format!(
+            "result or error must be at most {limit} bytes"
+        )));
     }
     let jobs = state.hub.jobs();
     jobs.finish(&id, outcome)?;
@@ -161,7 +201,9 @@ async fn events(
 ) -> Result<Response, ApiError> {
     let last_seen = last_event_id(&headers, query.last_event_id.as_deref());
     Ok(match state.hub.jobs().watch(&id, last_seen)? {
-        Watch::Stream(subscription) => event_stream_response(subscription, state.config.stream_options()),
+        Watch::Stream(subscription) => {
+            event_stream_response(subscription, state.config.stream_options())
+        }
         Watch::AlreadyFinished => StatusCode::NO_CONTENT.into_response(),
     })
 }

@@ -29,11 +29,18 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(ops::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            refuse_while_shutting_down,
+        ))
 }
 
 /// Answers 503 once the node is shutting down, so load balancers and clients move on.
-async fn refuse_while_shutting_down(State(state): State<AppState>, request: Request, next: Next) -> Response {
+async fn refuse_while_shutting_down(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
     if state.hub.is_shutting_down() {
         return ApiError::ShuttingDown.into_response();
     }
@@ -46,8 +53,14 @@ fn event_stream_response(subscription: Subscription, options: StreamOptions) -> 
     let body = axum::body::Body::from_stream(event_stream(subscription, options));
     let mut response = body.into_response();
     let headers: &mut HeaderMap = response.headers_mut();
-    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
-    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/event-stream; charset=utf-8"),
+    );
+    headers.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-cache, no-transform"),
+    );
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }
@@ -56,5 +69,9 @@ fn event_stream_response(subscription: Subscription, options: StreamOptions) -> 
 /// when it reconnects, else the `last_event_id` query parameter a page uses for its
 /// first connection (EventSource cannot set headers).
 fn last_event_id<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
-    headers.get("last-event-id").and_then(|value| value.to_str().ok()).or(query).filter(|id| !id.is_empty())
+    headers
+        .get("last-event-id")
+        .and_then(|value| value.to_str().ok())
+        .or(query)
+        .filter(|id| !id.is_empty())
 }

@@ -37,7 +37,11 @@ async fn push(
     JsonOrForm(request): JsonOrForm<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiError> {
     let target = request.target()?;
-    let event = request.event.as_deref().map(str::parse::<EventName>).transpose()?;
+    let event = request
+        .event
+        .as_deref()
+        .map(str::parse::<EventName>)
+        .transpose()?;
     let message = request.message.ok_or_else(|| {
         ApiError::BadRequest("message is required: a string or any JSON value".to_owned())
     })?;
@@ -50,14 +54,19 @@ async fn push(
         )));
     }
     let published = state.hub.publish(&target, event.as_ref(), &payload)?;
-    Ok(Json(PushResponse { id: published.id.to_string(), delivered: published.delivered }))
+    Ok(Json(PushResponse {
+        id: published.id.to_string(),
+        delivered: published.delivered,
+    }))
 }
 
 impl PushRequest {
     /// The one target the request names.
     fn target(&self) -> Result<Target, ApiError> {
         let broadcast = self.broadcast == Some(true);
-        let named = usize::from(self.client_id.is_some()) + usize::from(self.topic.is_some()) + usize::from(broadcast);
+        let named = usize::from(self.client_id.is_some())
+            + usize::from(self.topic.is_some())
+            + usize::from(broadcast);
         if named != 1 {
             return Err(ApiError::BadRequest(format!(
                 "name exactly one target (client_id, topic or \"broadcast\": true); this request names {named}"

@@ -44,7 +44,11 @@ pub struct JobOptions {
 
 impl Default for JobOptions {
     fn default() -> Self {
-        Self { ttl: Duration::from_secs(600), idle_timeout: Duration::from_secs(3600), max_jobs: 10_000 }
+        Self {
+            ttl: Duration::from_secs(600),
+            idle_timeout: Duration::from_secs(3600),
+            max_jobs: 10_000,
+        }
     }
 }
 
@@ -201,9 +205,20 @@ impl Job {
 }
 
 impl Jobs {
-    pub(crate) fn new(options: JobOptions, queue_capacity: usize, metrics: Arc<Metrics>, shutdown: CancellationToken) -> Self {
+    pub(crate) fn new(
+        options: JobOptions,
+        queue_capacity: usize,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+    ) -> Self {
         let jobs = Self {
-            shared: Arc::new(Shared { jobs: Mutex::default(), options, queue_capacity, metrics, shutdown }),
+            shared: Arc::new(Shared {
+                jobs: Mutex::default(),
+                options,
+                queue_capacity,
+                metrics,
+                shutdown,
+            }),
         };
         tokio::spawn(sweep(Arc::downgrade(&jobs.shared)));
         jobs
@@ -251,7 +266,10 @@ impl Jobs {
     pub fn progress(&self, id: &str, step: u64, message: Option<String>) -> Result<(), JobError> {
         self.update(id, |job| {
             if step > job.total {
-                return Err(JobError::StepOutOfRange { step, total: job.total });
+                return Err(JobError::StepOutOfRange {
+                    step,
+                    total: job.total,
+                });
             }
             job.step = step;
             job.message = message;
@@ -273,7 +291,11 @@ impl Jobs {
         Ok(())
     }
 
-    fn update(&self, id: &str, change: impl FnOnce(&mut Job) -> Result<(), JobError>) -> Result<(), JobError> {
+    fn update(
+        &self,
+        id: &str,
+        change: impl FnOnce(&mut Job) -> Result<(), JobError>,
+    ) -> Result<(), JobError> {
         let mut jobs = lock(&self.shared.jobs);
         let job = jobs.get_mut(id).ok_or(JobError::NotFound)?;
         if job.outcome.is_some() {
@@ -319,12 +341,15 @@ impl Jobs {
         }
         let mut jobs = lock(&self.shared.jobs);
         let job = jobs.get_mut(id).ok_or(JobError::NotFound)?;
-        let last_seen =
-            last_event_id.and_then(|text| text.parse::<u64>().ok()).filter(|&seen| seen <= job.last_event_id());
+        let last_seen = last_event_id
+            .and_then(|text| text.parse::<u64>().ok())
+            .filter(|&seen| seen <= job.last_event_id());
         if job.outcome.is_some() && last_seen == Some(job.last_event_id()) {
             return Ok(Watch::AlreadyFinished);
         }
-        let skip = last_seen.map_or(0, |seen| (seen + 1).saturating_sub(job.first_event_id) as usize);
+        let skip = last_seen.map_or(0, |seen| {
+            (seen + 1).saturating_sub(job.first_event_id) as usize
+        });
         let replay: VecDeque<Bytes> = job.events.iter().skip(skip).cloned().collect();
         let subscriber = Arc::new(Subscriber::new(self.shared.queue_capacity));
         let watcher = job.next_watcher;
@@ -346,7 +371,9 @@ impl Jobs {
                 shared.metrics.connection_closed(reason);
             }
         });
-        Ok(Watch::Stream(Subscription::new(replay, subscriber, unregister)))
+        Ok(Watch::Stream(Subscription::new(
+            replay, subscriber, unregister,
+        )))
     }
 
     /// Starts the built-in simulated task: `steps` steps, one every `interval`, then a
@@ -365,7 +392,10 @@ impl Jobs {
                     () = tokio::time::sleep(interval) => {}
                     () = jobs.shared.shutdown.cancelled() => return,
                 }
-                if jobs.progress(&job, step, Some(format!("step {step} of {steps}"))).is_err() {
+                if jobs
+                    .progress(&job, step, Some(format!("step {step} of {steps}")))
+                    .is_err()
+                {
                     return;
                 }
             }
@@ -406,7 +436,9 @@ impl Jobs {
                 Some(_) => idle < options.ttl,
                 None if idle >= options.idle_timeout => {
                     let timeout = humantime::format_duration(options.idle_timeout);
-                    job.end(Outcome::Error(format!("abandoned: no update for {timeout}")));
+                    job.end(Outcome::Error(format!(
+                        "abandoned: no update for {timeout}"
+                    )));
                     abandoned += 1;
                     true
                 }
@@ -426,10 +458,86 @@ async fn sweep(shared: std::sync::Weak<Shared>) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let Some(shared) = shared.upgrade() else { return };
+        let Some(shared) = shared.upgrade() else {
+            return;
+        };
         if shared.shutdown.is_cancelled() {
             return;
         }
         Jobs { shared }.sweep_once();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn jobs(options: JobOptions) -> Jobs {
+        Jobs::new(
+            options,
+            16,
+            Arc::new(Metrics::default()),
+            CancellationToken::new(),
+        )
+    }
+
+    const OPTIONS: JobOptions = JobOptions {
+        ttl: Duration::from_secs(60),
+        idle_timeout: Duration::from_secs(600),
+        max_jobs: 10,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn finished_tasks_expire_after_the_ttl() {
+        let jobs = jobs(OPTIONS);
+        let id = jobs.create("t".to_owned(), 1).unwrap();
+        jobs.finish(&id, Outcome::Result(json!(1))).unwrap();
+        tokio::time::sleep(Duration::from_secs(59)).await;
+        assert_eq!(jobs.snapshot(&id).unwrap().state, "done");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        assert_eq!(jobs.snapshot(&id), Err(JobError::NotFound));
+        assert!(jobs.is_empty());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn running_tasks_do_not_expire_while_updated_but_fail_when_abandoned() {
+        let jobs = jobs(OPTIONS);
+        let id = jobs.create("t".to_owned(), 100).unwrap();
+        for step in 1..=5 {
+            tokio::time::sleep(Duration::from_secs(500)).await;
+            jobs.progress(&id, step, None).unwrap();
+        }
+        assert_eq!(jobs.snapshot(&id).unwrap().state, "running");
+        tokio::time::sleep(Duration::from_secs(601)).await;
+        let snapshot = jobs.snapshot(&id).unwrap();
+        assert_eq!(snapshot.state, "failed");
+        assert_eq!(
+            snapshot.error.as_deref(),
+            Some("abandoned: no update for 10m")
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_demo_task_takes_its_steps_on_time() {
+        let jobs = jobs(OPTIONS);
+        let id = jobs.start_demo(3, Duration::from_secs(1)).unwrap();
+        let Watch::Stream(mut watch) = jobs.watch(&id, None).unwrap() else {
+            panic!("running")
+        };
+        let started = Instant::now();
+        let mut frames = Vec::new();
+        while let super::super::Next::Frame(frame) = watch.next().await {
+            frames.push(String::from_utf8(frame.to_vec()).unwrap());
+        }
+        assert_eq!(started.elapsed(), Duration::from_secs(3));
+        assert_eq!(frames.len(), 5, "{frames:?}");
+        assert!(frames[3].starts_with(
+            "id: 4\nevent: progress\ndata: {\"step\":3,\"total\":3,\"message\":\"step 3 of 3\"}"
+        ));
+        assert!(
+            frames[4].starts_with(
+                "id: 5\nevent: done\ndata: {\"result\":\"finished 3 steps in 3.0 s\"}"
+            )
+        );
     }
 }

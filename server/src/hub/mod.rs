@@ -21,8 +21,8 @@ use crate::sse;
 pub use jobs::Jobs;
 pub use registry::ClientPresence;
 use registry::{ConnId, Registry};
-use subscriber::{Offer, Subscriber};
 pub use subscriber::{Next, Subscription};
+use subscriber::{Offer, Subscriber};
 use types::{ClientId, DisconnectReason, Epoch, EventId, EventName, Payload, Target, Topic};
 
 /// Tunables the hub needs; the server fills them from its configuration.
@@ -36,7 +36,10 @@ pub struct HubOptions {
 
 impl Default for HubOptions {
     fn default() -> Self {
-        Self { queue_capacity: 1024, jobs: jobs::JobOptions::default() }
+        Self {
+            queue_capacity: 1024,
+            jobs: jobs::JobOptions::default(),
+        }
     }
 }
 
@@ -97,7 +100,12 @@ impl Hub {
     pub fn new(options: HubOptions) -> Self {
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
-        let jobs = Jobs::new(options.jobs, options.queue_capacity, metrics.clone(), shutdown.clone());
+        let jobs = Jobs::new(
+            options.jobs,
+            options.queue_capacity,
+            metrics.clone(),
+            shutdown.clone(),
+        );
         let shared = Shared {
             state: Mutex::new(State::default()),
             epoch: Epoch::random(),
@@ -106,27 +114,54 @@ impl Hub {
             jobs,
             shutdown,
         };
-        Self { shared: Arc::new(shared) }
+        Self {
+            shared: Arc::new(shared),
+        }
     }
 
     /// Sends a message to its target's live connections.
     ///
     /// # Errors
     /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called.
-    pub fn publish(&self, target: &Target, event: Option<&EventName>, payload: &Payload) -> Result<Published, HubError> {
+    pub fn publish(
+        &self,
+        target: &Target,
+        event: Option<&EventName>,
+        payload: &Payload,
+    ) -> Result<Published, HubError> {
         if self.is_shutting_down() {
             return Err(HubError::ShuttingDown);
         }
         let mut state = lock(&self.shared.state);
         state.last_seq += 1;
-        let id = EventId { epoch: self.shared.epoch.clone(), seq: state.last_seq, kind: target.kind() };
-        let frame = sse::encode_event(Some(&id.to_string()), event.map(EventName::as_str), payload.as_str());
+        let id = EventId {
+            epoch: self.shared.epoch.clone(),
+            seq: state.last_seq,
+            kind: target.kind(),
+        };
+        let frame = sse::encode_event(
+            Some(&id.to_string()),
+            event.map(EventName::as_str),
+            payload.as_str(),
+        );
         let mut delivered = 0;
-        state.registry.for_each_target(target, |subscriber| {
-            if subscriber.offer(&frame) == Offer::Queued {
-                delivered += 1;
+        let mut overflowed = Vec::new();
+        state
+            .registry
+            .for_each_target(target, |conn, subscriber| match subscriber.offer(&frame) {
+                Offer::Queued => delivered += 1,
+                Offer::Overflowed => overflowed.push(conn),
+                Offer::Closed => {}
+            });
+        // A connection cut off as slow leaves the registry now, not when its stream
+        // is next polled: a stalled socket may not be polled for a long time.
+        for conn in overflowed {
+            if state.registry.unregister(conn) {
+                self.shared
+                    .metrics
+                    .connection_closed(DisconnectReason::Slow);
             }
-        });
+        }
         drop(state);
         self.shared.metrics.published(target.kind(), delivered);
         Ok(Published { id, delivered })
@@ -136,9 +171,16 @@ impl Hub {
     ///
     /// # Errors
     /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called.
-    pub fn subscribe(&self, client: ClientId, topics: Vec<Topic>) -> Result<Subscription, HubError> {
+    pub fn subscribe(
+        &self,
+        client: ClientId,
+        topics: Vec<Topic>,
+    ) -> Result<Subscription, HubError> {
         let mut seen = HashSet::new();
-        let topics: Vec<Topic> = topics.into_iter().filter(|topic| seen.insert(topic.clone())).collect();
+        let topics: Vec<Topic> = topics
+            .into_iter()
+            .filter(|topic| seen.insert(topic.clone()))
+            .collect();
         let subscriber = Arc::new(Subscriber::new(self.shared.queue_capacity));
         let conn = {
             let mut state = lock(&self.shared.state);
@@ -150,14 +192,19 @@ impl Hub {
             state.registry.register(client, topics, subscriber.clone())
         };
         self.shared.metrics.connection_opened();
-        Ok(Subscription::new(VecDeque::new(), subscriber, self.unregister_on_drop(conn)))
+        Ok(Subscription::new(
+            VecDeque::new(),
+            subscriber,
+            self.unregister_on_drop(conn),
+        ))
     }
 
     fn unregister_on_drop(&self, conn: ConnId) -> subscriber::Unregister {
         let hub = Arc::downgrade(&self.shared);
         Box::new(move |reason| {
-            if let Some(shared) = hub.upgrade() {
-                lock(&shared.state).registry.unregister(conn);
+            let Some(shared) = hub.upgrade() else { return };
+            let removed = lock(&shared.state).registry.unregister(conn);
+            if removed {
                 shared.metrics.connection_closed(reason);
             }
         })
@@ -230,7 +277,9 @@ mod tests {
     async fn ids_increase_and_carry_the_target_kind() {
         let hub = hub();
         let first = hub.publish(&Target::Broadcast, None, &text("a")).unwrap();
-        let second = hub.publish(&Target::Topic("t".parse().unwrap()), None, &text("b")).unwrap();
+        let second = hub
+            .publish(&Target::Topic("t".parse().unwrap()), None, &text("b"))
+            .unwrap();
         assert_eq!(second.id.seq, first.id.seq + 1);
         assert_eq!(second.id.epoch, first.id.epoch);
         assert!(second.id.to_string().ends_with("-t"));
@@ -242,35 +291,56 @@ mod tests {
         let mut tab1 = hub.subscribe("a".parse().unwrap(), vec![]).unwrap();
         let mut tab2 = hub.subscribe("a".parse().unwrap(), vec![]).unwrap();
         let mut other = hub.subscribe("b".parse().unwrap(), vec![]).unwrap();
-        let published = hub.publish(&Target::Client("a".parse().unwrap()), None, &text("hi")).unwrap();
+        let published = hub
+            .publish(&Target::Client("a".parse().unwrap()), None, &text("hi"))
+            .unwrap();
         assert_eq!(published.delivered, 2);
         let expected = format!("id: {}\ndata: hi\n\n", published.id);
         assert_eq!(next_frame(&mut tab1).await, expected);
         assert_eq!(next_frame(&mut tab2).await, expected);
-        hub.publish(&Target::Client("b".parse().unwrap()), None, &text("b only")).unwrap();
+        hub.publish(&Target::Client("b".parse().unwrap()), None, &text("b only"))
+            .unwrap();
         assert!(next_frame(&mut other).await.contains("data: b only"));
     }
 
     #[tokio::test]
     async fn dropping_a_subscription_unregisters_it() {
         let hub = hub();
-        let subscription = hub.subscribe("a".parse().unwrap(), vec!["t".parse().unwrap()]).unwrap();
+        let subscription = hub
+            .subscribe("a".parse().unwrap(), vec!["t".parse().unwrap()])
+            .unwrap();
         assert_eq!(hub.clients().len(), 1);
         drop(subscription);
         assert!(hub.clients().is_empty());
         assert_eq!(hub.metrics().disconnects(DisconnectReason::ClientClosed), 1);
-        assert_eq!(hub.publish(&Target::Broadcast, None, &text("x")).unwrap().delivered, 0);
+        assert_eq!(
+            hub.publish(&Target::Broadcast, None, &text("x"))
+                .unwrap()
+                .delivered,
+            0
+        );
     }
 
     #[tokio::test]
     async fn shutdown_ends_streams_and_refuses_new_work() {
         let hub = hub();
         let mut subscription = hub.subscribe("a".parse().unwrap(), vec![]).unwrap();
-        hub.publish(&Target::Broadcast, None, &text("last")).unwrap();
+        hub.publish(&Target::Broadcast, None, &text("last"))
+            .unwrap();
         hub.shutdown();
         assert!(next_frame(&mut subscription).await.contains("data: last"));
-        assert_eq!(subscription.next().await, Next::Closed(DisconnectReason::Shutdown));
-        assert_eq!(hub.subscribe("b".parse().unwrap(), vec![]).unwrap_err(), HubError::ShuttingDown);
-        assert_eq!(hub.publish(&Target::Broadcast, None, &text("x")).unwrap_err(), HubError::ShuttingDown);
+        assert_eq!(
+            subscription.next().await,
+            Next::Closed(DisconnectReason::Shutdown)
+        );
+        assert_eq!(
+            hub.subscribe("b".parse().unwrap(), vec![]).unwrap_err(),
+            HubError::ShuttingDown
+        );
+        assert_eq!(
+            hub.publish(&Target::Broadcast, None, &text("x"))
+                .unwrap_err(),
+            HubError::ShuttingDown
+        );
     }
 }

@@ -47,7 +47,12 @@ pub struct ClientPresence {
 
 impl Registry {
     /// Adds a connection. `topics` must hold no duplicates.
-    pub(crate) fn register(&mut self, client: ClientId, topics: Vec<Topic>, subscriber: Arc<Subscriber>) -> ConnId {
+    pub(crate) fn register(
+        &mut self,
+        client: ClientId,
+        topics: Vec<Topic>,
+        subscriber: Arc<Subscriber>,
+    ) -> ConnId {
         self.next_conn += 1;
         let id = self.next_conn;
         for topic in &topics {
@@ -55,16 +60,28 @@ impl Registry {
         }
         self.clients
             .entry(client.clone())
-            .or_insert_with(|| ClientEntry { conns: Vec::new(), since: SystemTime::now() })
+            .or_insert_with(|| ClientEntry {
+                conns: Vec::new(),
+                since: SystemTime::now(),
+            })
             .conns
             .push(id);
-        self.conns.insert(id, Conn { client, topics: topics.into(), subscriber });
+        self.conns.insert(
+            id,
+            Conn {
+                client,
+                topics: topics.into(),
+                subscriber,
+            },
+        );
         id
     }
 
-    /// Removes a connection; unknown ids are ignored.
-    pub(crate) fn unregister(&mut self, id: ConnId) {
-        let Some(conn) = self.conns.remove(&id) else { return };
+    /// Removes a connection. Returns false if it was not registered (any more).
+    pub(crate) fn unregister(&mut self, id: ConnId) -> bool {
+        let Some(conn) = self.conns.remove(&id) else {
+            return false;
+        };
         for topic in conn.topics.iter() {
             if let Some(members) = self.topics.get_mut(topic) {
                 members.remove(&id);
@@ -79,13 +96,22 @@ impl Registry {
                 self.clients.remove(&conn.client);
             }
         }
+        true
     }
 
     /// Calls `deliver` with every connection the target reaches.
-    pub(crate) fn for_each_target(&self, target: &Target, mut deliver: impl FnMut(&Arc<Subscriber>)) {
-        let by_id = |id: &ConnId| self.conns.get(id).map(|conn| &conn.subscriber);
+    pub(crate) fn for_each_target(
+        &self,
+        target: &Target,
+        mut deliver: impl FnMut(ConnId, &Arc<Subscriber>),
+    ) {
+        let by_id = |id: &ConnId| self.conns.get(id).map(|conn| (*id, &conn.subscriber));
+        let mut deliver = |(id, subscriber): (ConnId, &Arc<Subscriber>)| deliver(id, subscriber);
         match target {
-            Target::Broadcast => self.conns.values().for_each(|conn| deliver(&conn.subscriber)),
+            Target::Broadcast => self
+                .conns
+                .iter()
+                .for_each(|(id, conn)| deliver((*id, &conn.subscriber))),
             Target::Client(client) => {
                 if let Some(entry) = self.clients.get(client) {
                     entry.conns.iter().filter_map(by_id).for_each(deliver);
@@ -110,8 +136,12 @@ impl Registry {
             .clients
             .iter()
             .map(|(client, entry)| {
-                let topics: BTreeSet<&Topic> =
-                    entry.conns.iter().filter_map(|id| self.conns.get(id)).flat_map(|conn| conn.topics.iter()).collect();
+                let topics: BTreeSet<&Topic> = entry
+                    .conns
+                    .iter()
+                    .filter_map(|id| self.conns.get(id))
+                    .flat_map(|conn| conn.topics.iter())
+                    .collect();
                 ClientPresence {
                     client_id: client.clone(),
                     connections: entry.conns.len(),
@@ -139,7 +169,7 @@ mod tests {
 
     fn reached(registry: &Registry, target: &Target) -> usize {
         let mut count = 0;
-        registry.for_each_target(target, |_| count += 1);
+        registry.for_each_target(target, |_, _| count += 1);
         count
     }
 
@@ -161,10 +191,16 @@ mod tests {
     #[test]
     fn unregister_cleans_every_index() {
         let mut registry = Registry::default();
-        let id = registry.register(client("a"), vec![topic("news")], Arc::new(Subscriber::new(4)));
-        registry.unregister(id);
-        registry.unregister(id);
-        assert!(registry.conns.is_empty() && registry.clients.is_empty() && registry.topics.is_empty());
+        let id = registry.register(
+            client("a"),
+            vec![topic("news")],
+            Arc::new(Subscriber::new(4)),
+        );
+        assert!(registry.unregister(id));
+        assert!(!registry.unregister(id));
+        assert!(
+            registry.conns.is_empty() && registry.clients.is_empty() && registry.topics.is_empty()
+        );
     }
 
     #[test]
@@ -172,7 +208,11 @@ mod tests {
         let mut registry = Registry::default();
         registry.register(client("b"), vec![topic("x")], Arc::new(Subscriber::new(4)));
         registry.register(client("a"), vec![topic("y")], Arc::new(Subscriber::new(4)));
-        registry.register(client("a"), vec![topic("x"), topic("y")], Arc::new(Subscriber::new(4)));
+        registry.register(
+            client("a"),
+            vec![topic("x"), topic("y")],
+            Arc::new(Subscriber::new(4)),
+        );
         let presence = registry.presence();
         assert_eq!(presence.len(), 2);
         assert_eq!(presence[0].client_id, client("a"));

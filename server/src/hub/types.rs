@@ -202,7 +202,13 @@ pub struct EventId {
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}-{}-{}", self.epoch.as_str(), self.seq, self.kind.tag())
+        write!(
+            f,
+            "{}-{}-{}",
+            self.epoch.as_str(),
+            self.seq,
+            self.kind.tag()
+        )
     }
 }
 
@@ -216,13 +222,19 @@ impl FromStr for EventId {
         else {
             return Err(InvalidValue::EventId);
         };
-        let epoch_ok = !epoch.is_empty() && epoch.len() <= 32 && epoch.chars().all(|c| c.is_ascii_alphanumeric());
+        let epoch_ok = !epoch.is_empty()
+            && epoch.len() <= 32
+            && epoch.chars().all(|c| c.is_ascii_alphanumeric());
         let seq = seq.parse::<u64>().map_err(|_| InvalidValue::EventId)?;
         let kind = TargetKind::from_tag(tag).ok_or(InvalidValue::EventId)?;
         if !epoch_ok {
             return Err(InvalidValue::EventId);
         }
-        Ok(Self { epoch: Epoch(epoch.into()), seq, kind })
+        Ok(Self {
+            epoch: Epoch(epoch.into()),
+            seq,
+            kind,
+        })
     }
 }
 
@@ -245,8 +257,13 @@ pub enum DisconnectReason {
 
 impl DisconnectReason {
     /// Every reason, for metrics.
-    pub const ALL: [DisconnectReason; 5] =
-        [Self::ClientClosed, Self::Slow, Self::Kicked, Self::Shutdown, Self::Finished];
+    pub const ALL: [DisconnectReason; 5] = [
+        Self::ClientClosed,
+        Self::Slow,
+        Self::Kicked,
+        Self::Shutdown,
+        Self::Finished,
+    ];
 
     /// The snake-case name used in metrics and logs.
     pub fn name(self) -> &'static str {
@@ -335,7 +352,11 @@ mod tests {
 
     #[test]
     fn event_id_round_trips() {
-        let id = EventId { epoch: Epoch::random(), seq: 42, kind: TargetKind::Topic };
+        let id = EventId {
+            epoch: Epoch::random(),
+            seq: 42,
+            kind: TargetKind::Topic,
+        };
         let text = id.to_string();
         assert!(text.len() <= 64 && !text.contains(':'));
         assert_eq!(text.parse::<EventId>(), Ok(id));
@@ -343,7 +364,9 @@ mod tests {
 
     #[test]
     fn malformed_event_ids_are_refused() {
-        for bad in ["", "abc", "a-1", "a-x-c", "a-1-z", "a-1-c-d", "-1-c", "a!-1-c"] {
+        for bad in [
+            "", "abc", "a-1", "a-x-c", "a-1-z", "a-1-c-d", "-1-c", "a!-1-c",
+        ] {
             assert_eq!(bad.parse::<EventId>(), Err(InvalidValue::EventId), "{bad}");
         }
     }
@@ -351,6 +374,9 @@ mod tests {
     #[test]
     fn payload_sends_strings_raw_and_json_compact() {
         assert_eq!(Payload::from(serde_json::json!("a\nb")).as_str(), "a\nb");
-        assert_eq!(Payload::from(serde_json::json!({"k": [1, true]})).as_str(), r#"{"k":[1,true]}"#);
+        assert_eq!(
+            Payload::from(serde_json::json!({"k": [1, true]})).as_str(),
+            r#"{"k":[1,true]}"#
+        );
     }
 }

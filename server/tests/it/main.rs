@@ -1,0 +1,19 @@
+//! Integration tests: each drives a real Herald server on a loopback port over real
+//! sockets, and reads its streams with an independent SSE parser (`eventsource-stream`).
+
+mod support;
+
+/// Bad input of every kind gets a clear JSON 4xx.
+mod errors;
+/// Task streams: replay, live progress, the final event, 204 after it.
+mod jobs;
+/// Presence and operations endpoints.
+mod presence;
+/// Pushing to clients, topics and everyone; tabs; form bodies.
+mod push;
+/// A stalled reader is cut off without delaying anyone else.
+mod slow;
+/// Stream headers and opening bytes.
+mod subscribe;
+/// The encoder against an independent parser, for any payload.
+mod wire;

@@ -1,0 +1,65 @@
+use reqwest::StatusCode;
+
+use crate::support::TestServer;
+
+#[tokio::test]
+async fn clients_lists_connected_clients_with_tabs_and_topics() {
+    let server = TestServer::start().await;
+    let tab1 = server.subscribe("client_id=alice&topic=news").await;
+    let _tab2 = server.subscribe("client_id=alice&topic=sport").await;
+    let _bob = server.subscribe("client_id=bob").await;
+
+    let (status, body) = server.get("/clients").await;
+    assert_eq!(status, StatusCode::OK);
+    let clients = body["clients"].as_array().unwrap();
+    assert_eq!(clients.len(), 2);
+    assert_eq!(clients[0]["client_id"], "alice");
+    assert_eq!(clients[0]["connections"], 2);
+    assert_eq!(clients[0]["topics"], serde_json::json!(["news", "sport"]));
+    assert!(
+        clients[0]["connected_since"]
+            .as_str()
+            .unwrap()
+            .ends_with('Z')
+    );
+    assert_eq!(clients[1]["client_id"], "bob");
+
+    drop(tab1);
+    crate::support::eventually(|| async {
+        let (_, body) = server.get("/clients").await;
+        body["clients"][0]["connections"] == 1
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn healthz_and_metrics_answer() {
+    let server = TestServer::start().await;
+    let (status, body) = server.get("/healthz").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["status"], "ok");
+
+    let _client = server.subscribe("client_id=a").await;
+    server
+        .push(serde_json::json!({"broadcast": true, "message": "m"}))
+        .await;
+    let response = server
+        .http
+        .get(server.url("/metrics"))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    let text = response.text().await.unwrap();
+    assert!(text.contains("\nherald_connections 1\n"), "{text}");
+    assert!(
+        text.contains("herald_messages_published_total{target=\"broadcast\"} 1"),
+        "{text}"
+    );
+    assert!(text.contains("herald_deliveries_total 1"), "{text}");
+}

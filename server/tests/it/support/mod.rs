@@ -1,0 +1,205 @@
+//! Test support: a real server on `127.0.0.1:0`, and an SSE reader built on the
+//! `eventsource-stream` parser (not our code).
+
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::time::Duration;
+
+use clap::Parser;
+use eventsource_stream::{Event, Eventsource};
+use futures::{Stream, StreamExt};
+use herald::{AppState, Config};
+use reqwest::StatusCode;
+use reqwest::header::HeaderMap;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+
+/// How long a test waits for something that should happen at once.
+pub const PATIENCE: Duration = Duration::from_secs(10);
+
+/// A Herald server running in this process on a loopback port.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pub http: reqwest::Client,
+    stop: Option<oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+}
+
+impl TestServer {
+    /// A server with default settings.
+    pub async fn start() -> Self {
+        Self::start_with(&[]).await
+    }
+
+    /// A server with these extra command-line arguments.
+    pub async fn start_with(args: &[&str]) -> Self {
+        let argv = ["herald", "--listen", "127.0.0.1:0"].iter().chain(args);
+        let config = Config::try_parse_from(argv).expect("valid test arguments");
+        let listener = TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind a loopback port");
+        let addr = listener.local_addr().expect("local address");
+        let state = AppState::new(config);
+        let (stop, stopped) = oneshot::channel();
+        let task = tokio::spawn(herald::server::serve(listener, state.clone(), async move {
+            let _ = stopped.await;
+        }));
+        Self {
+            addr,
+            state,
+            http: reqwest::Client::new(),
+            stop: Some(stop),
+            task: Some(task),
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Sends a JSON request and returns the status and JSON body (`Null` if none).
+    pub async fn send_json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: &Value,
+    ) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .request(method, self.url(path))
+            .json(body)
+            .send()
+            .await
+            .expect("request");
+        json_response(response).await
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        self.send_json(reqwest::Method::POST, path, &body).await
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        json_response(self.http.get(self.url(path)).send().await.expect("request")).await
+    }
+
+    /// Pushes and expects success; returns `(id, delivered)`.
+    pub async fn push(&self, body: Value) -> (String, u64) {
+        let (status, reply) = self.post("/push", body).await;
+        assert_eq!(status, StatusCode::OK, "push failed: {reply}");
+        (
+            reply["id"].as_str().expect("id").to_owned(),
+            reply["delivered"].as_u64().expect("delivered"),
+        )
+    }
+
+    /// Opens `GET /sse?{query}` and expects a stream.
+    pub async fn subscribe(&self, query: &str) -> SseClient {
+        self.open_stream(&format!("/sse?{query}"), None).await
+    }
+
+    /// Opens an event stream at `path`, optionally with a `Last-Event-ID`.
+    pub async fn open_stream(&self, path: &str, last_event_id: Option<&str>) -> SseClient {
+        let mut request = self.http.get(self.url(path));
+        if let Some(id) = last_event_id {
+            request = request.header("Last-Event-ID", id);
+        }
+        let response = request.send().await.expect("connect");
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        SseClient::new(response)
+    }
+
+    /// Stops the server as SIGTERM would and waits for it to return.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        self.stop.take().map(|stop| stop.send(()));
+        self.task
+            .take()
+            .expect("running")
+            .await
+            .expect("server task")
+    }
+}
+
+impl Drop for TestServer {
+    fn drop(&mut self) {
+        if let Some(task) = &self.task {
+            task.abort();
+        }
+    }
+}
+
+pub async fn json_response(response: reqwest::Response) -> (StatusCode, Value) {
+    let status = response.status();
+    let text = response.text().await.expect("body");
+    let value = if text.is_empty() {
+        Value::Null
+    } else {
+        serde_json::from_str(&text).expect("a JSON body")
+    };
+    (status, value)
+}
+
+type EventStream = Pin<Box<dyn Stream<Item = Result<Event, String>> + Send>>;
+
+/// One open event stream, parsed by `eventsource-stream`.
+pub struct SseClient {
+    pub headers: HeaderMap,
+    events: EventStream,
+}
+
+impl SseClient {
+    pub fn new(response: reqwest::Response) -> Self {
+        let headers = response.headers().clone();
+        let events = response
+            .bytes_stream()
+            .eventsource()
+            .map(|item| item.map_err(|error| error.to_string()));
+        Self {
+            headers,
+            events: Box::pin(events),
+        }
+    }
+
+    /// The next event, failing the test if none arrives in time or the stream ends.
+    pub async fn next(&mut self) -> Event {
+        match tokio::time::timeout(PATIENCE, self.events.next()).await {
+            Ok(Some(Ok(event))) => event,
+            Ok(Some(Err(error))) => panic!("stream error: {error}"),
+            Ok(None) => panic!("the stream ended"),
+            Err(_) => panic!("no event within {PATIENCE:?}"),
+        }
+    }
+
+    /// The next event's data.
+    pub async fn next_data(&mut self) -> String {
+        self.next().await.data
+    }
+
+    /// Waits for the stream to end, failing on any further event.
+    pub async fn expect_end(&mut self) {
+        match tokio::time::timeout(PATIENCE, self.events.next()).await {
+            Ok(None) => {}
+            Ok(Some(Ok(event))) => panic!("expected the end, got {event:?}"),
+            Ok(Some(Err(error))) => panic!("stream error: {error}"),
+            Err(_) => panic!("the stream did not end within {PATIENCE:?}"),
+        }
+    }
+}
+
+/// Polls `check` until it holds, failing the test after [`PATIENCE`]. For effects that
+/// happen asynchronously by design (a closed socket noticed by the server).
+pub async fn eventually<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    while !check().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "condition not met within {PATIENCE:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
