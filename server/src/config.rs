@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::hub::HubOptions;
 use crate::hub::jobs::JobOptions;
+use crate::hub::{HistoryOptions, HubOptions};
 use crate::stream::StreamOptions;
 
 /// Herald: a server-push hub for the browser over Server-Sent Events.
@@ -45,6 +45,18 @@ pub struct Config {
     #[arg(long, env = "HERALD_MAX_TOPICS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_topics: u32,
 
+    /// Messages kept per target (client id, topic, broadcast) for clients that resume with Last-Event-ID; 0 disables replay.
+    #[arg(long, env = "HERALD_HISTORY", default_value_t = 100)]
+    pub history: u32,
+
+    /// How long a message is kept for resuming clients.
+    #[arg(long, env = "HERALD_HISTORY_TTL", default_value = "10m", value_parser = positive_duration)]
+    pub history_ttl: Duration,
+
+    /// Bytes of messages kept in all, across every target; the oldest are dropped first.
+    #[arg(long, env = "HERALD_HISTORY_BYTES", default_value_t = 64 * 1024 * 1024, value_parser = clap::value_parser!(u64).range(1..))]
+    pub history_bytes: u64,
+
     /// How long a finished task stays readable (GET /jobs/ID and its event stream).
     #[arg(long, env = "HERALD_JOB_TTL", default_value = "10m", value_parser = positive_duration)]
     pub job_ttl: Duration,
@@ -73,14 +85,10 @@ impl Config {
     /// The address to bind: `--listen`, else the address cargo-leptos chose (so `cargo
     /// leptos watch` works unchanged), else [`DEFAULT_LISTEN`].
     pub fn listen_addr(&self) -> SocketAddr {
-        let leptos = std::env::var("LEPTOS_SITE_ADDR")
-            .ok()
-            .and_then(|addr| addr.parse().ok());
-        self.listen.or(leptos).unwrap_or_else(|| {
-            DEFAULT_LISTEN
-                .parse()
-                .unwrap_or(([127, 0, 0, 1], 3000).into())
-        })
+        let leptos = std::env::var("LEPTOS_SITE_ADDR").ok().and_then(|addr| addr.parse().ok());
+        self.listen
+            .or(leptos)
+            .unwrap_or_else(|| DEFAULT_LISTEN.parse().unwrap_or(([127, 0, 0, 1], 3000).into()))
     }
 
     /// The configuration `herald` runs with when given no arguments (`HERALD_*`
@@ -93,6 +101,11 @@ impl Config {
     pub fn hub_options(&self) -> HubOptions {
         HubOptions {
             queue_capacity: self.queue_capacity as usize,
+            history: HistoryOptions {
+                per_target: self.history as usize,
+                ttl: self.history_ttl,
+                max_bytes: usize::try_from(self.history_bytes).unwrap_or(usize::MAX),
+            },
             jobs: JobOptions {
                 ttl: self.job_ttl,
                 idle_timeout: self.job_idle_timeout,
@@ -103,10 +116,7 @@ impl Config {
 
     /// How event streams are framed.
     pub fn stream_options(&self) -> StreamOptions {
-        StreamOptions {
-            heartbeat: self.heartbeat,
-            retry: self.retry,
-        }
+        StreamOptions { heartbeat: self.heartbeat, retry: self.retry }
     }
 }
 

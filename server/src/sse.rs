@@ -62,15 +62,22 @@ pub fn preamble(retry_millis: u64) -> Bytes {
     frame.freeze()
 }
 
+/// An event with an id and nothing else. A browser dispatches nothing for it, but
+/// does adopt the id as its last event id (WHATWG "dispatch the event", step 1 runs
+/// before the empty-data check), so its next reconnect resumes from there.
+pub fn position_marker(id: &str) -> Bytes {
+    let mut frame = BytesMut::with_capacity(id.len() + 6);
+    put_field(&mut frame, "id", id);
+    frame.put_u8(b'\n');
+    frame.freeze()
+}
+
 /// Writes `name: value\n`, dropping any character that would end the line early.
 fn put_field(frame: &mut BytesMut, name: &str, value: &str) {
     frame.put_slice(name.as_bytes());
     frame.put_slice(b": ");
     if value.contains(['\r', '\n', '\0']) {
-        let clean: String = value
-            .chars()
-            .filter(|c| !matches!(c, '\r' | '\n' | '\0'))
-            .collect();
+        let clean: String = value.chars().filter(|c| !matches!(c, '\r' | '\n' | '\0')).collect();
         frame.put_slice(clean.as_bytes());
     } else {
         frame.put_slice(value.as_bytes());
@@ -178,18 +185,12 @@ mod tests {
     #[test]
     fn json_payload_is_one_line() {
         let json = serde_json::to_string(&serde_json::json!({"a": [1, 2], "b": "x\ny"})).unwrap();
-        assert_eq!(
-            frame(Some("1"), None, &json),
-            "id: 1\ndata: {\"a\":[1,2],\"b\":\"x\\ny\"}\n\n"
-        );
+        assert_eq!(frame(Some("1"), None, &json), "id: 1\ndata: {\"a\":[1,2],\"b\":\"x\\ny\"}\n\n");
     }
 
     #[test]
     fn line_breaks_in_id_and_event_are_dropped() {
-        assert_eq!(
-            frame(Some("1\n2"), Some("a\r\nb"), "x"),
-            "id: 12\nevent: ab\ndata: x\n\n"
-        );
+        assert_eq!(frame(Some("1\n2"), Some("a\r\nb"), "x"), "id: 12\nevent: ab\ndata: x\n\n");
     }
 
     #[test]
@@ -197,5 +198,6 @@ mod tests {
         assert_eq!(&comment("heartbeat")[..], b": heartbeat\n\n");
         assert_eq!(&comment("a\nb")[..], b": ab\n\n");
         assert_eq!(&preamble(3000)[..], b"retry: 3000\n: herald\n\n");
+        assert_eq!(&position_marker("e-7-p")[..], b"id: e-7-p\n\n");
     }
 }

@@ -29,22 +29,19 @@ pub fn event_stream(
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let preamble = sse::preamble(options.retry.as_millis().try_into().unwrap_or(u64::MAX));
     let heartbeat = sse::comment("heartbeat");
-    futures::stream::unfold(
-        (Some(preamble), subscription),
-        move |(preamble, mut subscription)| {
-            let heartbeat = heartbeat.clone();
-            async move {
-                if let Some(preamble) = preamble {
-                    return Some((Ok(preamble), (None, subscription)));
-                }
-                match tokio::time::timeout(options.heartbeat, subscription.next()).await {
-                    Ok(Next::Frame(frame)) => Some((Ok(frame), (None, subscription))),
-                    Ok(Next::Closed(_)) => None,
-                    Err(_quiet) => Some((Ok(heartbeat), (None, subscription))),
-                }
+    futures::stream::unfold((Some(preamble), subscription), move |(preamble, mut subscription)| {
+        let heartbeat = heartbeat.clone();
+        async move {
+            if let Some(preamble) = preamble {
+                return Some((Ok(preamble), (None, subscription)));
             }
-        },
-    )
+            match tokio::time::timeout(options.heartbeat, subscription.next()).await {
+                Ok(Next::Frame(frame)) => Some((Ok(frame), (None, subscription))),
+                Ok(Next::Closed(_)) => None,
+                Err(_quiet) => Some((Ok(heartbeat), (None, subscription))),
+            }
+        }
+    })
 }
 
 #[cfg(test)]
@@ -57,39 +54,32 @@ mod tests {
     use crate::hub::types::{Payload, Target};
     use crate::hub::{Hub, HubOptions};
 
-    const OPTIONS: StreamOptions = StreamOptions {
-        heartbeat: Duration::from_secs(15),
-        retry: Duration::from_millis(2500),
-    };
+    const OPTIONS: StreamOptions =
+        StreamOptions { heartbeat: Duration::from_secs(15), retry: Duration::from_millis(2500) };
 
     async fn next_text(
         stream: &mut (impl Stream<Item = Result<Bytes, Infallible>> + Unpin),
     ) -> String {
-        let Some(Ok(bytes)) = stream.next().await else {
-            panic!("stream ended")
-        };
+        let Some(Ok(bytes)) = stream.next().await else { panic!("stream ended") };
         String::from_utf8(bytes.to_vec()).unwrap()
     }
 
     #[tokio::test(start_paused = true)]
     async fn opens_with_the_preamble_and_beats_only_when_quiet() {
         let hub = Hub::new(HubOptions::default());
-        let subscription = hub.subscribe("a".parse().unwrap(), vec![]).unwrap();
+        let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
         let mut stream = Box::pin(event_stream(subscription, OPTIONS));
         assert_eq!(next_text(&mut stream).await, "retry: 2500\n: herald\n\n");
+        assert!(next_text(&mut stream).await.ends_with("-0-p\n\n"), "the position marker");
 
         let started = tokio::time::Instant::now();
         assert_eq!(next_text(&mut stream).await, ": heartbeat\n\n");
         assert_eq!(started.elapsed(), Duration::from_secs(15));
 
         tokio::time::advance(Duration::from_secs(10)).await;
-        let published = hub
-            .publish(&Target::Broadcast, None, &Payload::from("m".to_owned()))
-            .unwrap();
-        assert_eq!(
-            next_text(&mut stream).await,
-            format!("id: {}\ndata: m\n\n", published.id)
-        );
+        let published =
+            hub.publish(&Target::Broadcast, None, &Payload::from("m".to_owned())).unwrap();
+        assert_eq!(next_text(&mut stream).await, format!("id: {}\ndata: m\n\n", published.id));
         let quiet_since = tokio::time::Instant::now();
         assert_eq!(next_text(&mut stream).await, ": heartbeat\n\n");
         assert_eq!(
@@ -102,8 +92,9 @@ mod tests {
     #[tokio::test]
     async fn ends_when_the_hub_closes_the_subscription() {
         let hub = Hub::new(HubOptions::default());
-        let subscription = hub.subscribe("a".parse().unwrap(), vec![]).unwrap();
+        let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
         let mut stream = Box::pin(event_stream(subscription, OPTIONS));
+        next_text(&mut stream).await;
         next_text(&mut stream).await;
         hub.shutdown();
         assert!(stream.next().await.is_none());

@@ -35,10 +35,6 @@ pub fn leptos_options(listen: SocketAddr) -> LeptosOptions {
 pub fn routes(router: Router<AppState>, state: &AppState) -> Router<AppState> {
     let options = state.leptos_options.clone();
     router
-        .leptos_routes(state, generate_route_list(app::App), move || {
-            app::shell(options.clone())
-        })
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(
-            app::shell,
-        ))
+        .leptos_routes(state, generate_route_list(app::App), move || app::shell(options.clone()))
+        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
 }

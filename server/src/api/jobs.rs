@@ -84,14 +84,10 @@ async fn create(
     ApiJson(request): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     if request.title.len() > MAX_TITLE_BYTES {
-        return Err(ApiError::BadRequest(format!(
-            "title must be at most {MAX_TITLE_BYTES} bytes"
-        )));
+        return Err(ApiError::BadRequest(format!("title must be at most {MAX_TITLE_BYTES} bytes")));
     }
     if !(1..=MAX_TOTAL).contains(&request.total) {
-        return Err(ApiError::BadRequest(format!(
-            "total must be 1 to {MAX_TOTAL}"
-        )));
+        return Err(ApiError::BadRequest(format!("total must be 1 to {MAX_TOTAL}")));
     }
     let id = state.hub.jobs().create(request.title, request.total)?;
     Ok(created(&id))
@@ -102,19 +98,15 @@ async fn demo(
     ApiJson(request): ApiJson<DemoRequest>,
 ) -> Result<Response, ApiError> {
     if !(1..=MAX_DEMO_STEPS).contains(&request.steps) {
-        return Err(ApiError::BadRequest(format!(
-            "steps must be 1 to {MAX_DEMO_STEPS}"
-        )));
+        return Err(ApiError::BadRequest(format!("steps must be 1 to {MAX_DEMO_STEPS}")));
     }
     if request.interval_ms > MAX_DEMO_INTERVAL_MS {
         return Err(ApiError::BadRequest(format!(
             "interval_ms must be at most {MAX_DEMO_INTERVAL_MS}"
         )));
     }
-    let id = state
-        .hub
-        .jobs()
-        .start_demo(request.steps, Duration::from_millis(request.interval_ms))?;
+    let id =
+        state.hub.jobs().start_demo(request.steps, Duration::from_millis(request.interval_ms))?;
     Ok(created(&id))
 }
 
@@ -122,12 +114,7 @@ async fn demo(
 fn created(id: &str) -> Response {
     let location = format!("/jobs/{id}");
     let body = json!({"id": id, "events": format!("{location}/events")});
-    (
-        StatusCode::CREATED,
-        [(header::LOCATION, location)],
-        Json(body),
-    )
-        .into_response()
+    (StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response()
 }
 
 async fn snapshot(
@@ -143,14 +130,8 @@ async fn progress(
     ApiJson(request): ApiJson<ProgressRequest>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     let limit = state.config.max_message_bytes as usize;
-    if request
-        .message
-        .as_ref()
-        .is_some_and(|message| message.len() > limit)
-    {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "message must be at most {limit} bytes"
-        )));
+    if request.message.as_ref().is_some_and(|message| message.len() > limit) {
+        return Err(ApiError::PayloadTooLarge(format!("message must be at most {limit} bytes")));
     }
     let jobs = state.hub.jobs();
     jobs.progress(&id, request.step, request.message)?;
@@ -163,17 +144,10 @@ async fn finish(
     ApiJson(request): ApiJson<FinishRequest>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
     let outcome = match request {
-        FinishRequest {
-            result: Some(_),
-            error: Some(_),
-        } => {
-            return Err(ApiError::BadRequest(
-                "give either result or error, not both".to_owned(),
-            ));
+        FinishRequest { result: Some(_), error: Some(_) } => {
+            return Err(ApiError::BadRequest("give either result or error, not both".to_owned()));
         }
-        FinishRequest {
-            error: Some(error), ..
-        } => Outcome::Error(error),
+        FinishRequest { error: Some(error), .. } => Outcome::Error(error),
         FinishRequest { result, .. } => Outcome::Result(result.unwrap_or(Value::Null)),
     };
     let size = match &outcome {

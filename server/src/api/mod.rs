@@ -29,10 +29,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(ops::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            refuse_while_shutting_down,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down))
 }
 
 /// Answers 503 once the node is shutting down, so load balancers and clients move on.
@@ -53,14 +50,9 @@ fn event_stream_response(subscription: Subscription, options: StreamOptions) -> 
     let body = axum::body::Body::from_stream(event_stream(subscription, options));
     let mut response = body.into_response();
     let headers: &mut HeaderMap = response.headers_mut();
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/event-stream; charset=utf-8"),
-    );
-    headers.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_static("no-cache, no-transform"),
-    );
+    headers
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream; charset=utf-8"));
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
 }

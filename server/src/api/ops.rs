@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new()
-        .route("/healthz", get(healthz))
-        .route("/metrics", get(metrics))
+    Router::new().route("/healthz", get(healthz)).route("/metrics", get(metrics))
 }
 
 /// Healthy while the node takes streams and messages (shutdown answers 503 before
@@ -23,10 +21,7 @@ async fn healthz(State(state): State<AppState>) -> Json<Value> {
 
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     (
-        [(
-            header::CONTENT_TYPE,
-            "text/plain; version=0.0.4; charset=utf-8",
-        )],
-        state.hub.metrics().render(),
+        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        state.hub.render_metrics(),
     )
 }

@@ -37,11 +37,7 @@ async fn push(
     JsonOrForm(request): JsonOrForm<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiError> {
     let target = request.target()?;
-    let event = request
-        .event
-        .as_deref()
-        .map(str::parse::<EventName>)
-        .transpose()?;
+    let event = request.event.as_deref().map(str::parse::<EventName>).transpose()?;
     let message = request.message.ok_or_else(|| {
         ApiError::BadRequest("message is required: a string or any JSON value".to_owned())
     })?;
@@ -54,10 +50,7 @@ async fn push(
         )));
     }
     let published = state.hub.publish(&target, event.as_ref(), &payload)?;
-    Ok(Json(PushResponse {
-        id: published.id.to_string(),
-        delivered: published.delivered,
-    }))
+    Ok(Json(PushResponse { id: published.id.to_string(), delivered: published.delivered }))
 }
 
 impl PushRequest {

@@ -2,10 +2,11 @@
 
 use axum::Router;
 use axum::extract::{RawQuery, State};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 
-use super::event_stream_response;
+use super::{event_stream_response, last_event_id};
 use crate::error::ApiError;
 use crate::hub::types::{ClientId, Topic};
 use crate::state::AppState;
@@ -17,39 +18,42 @@ pub(super) fn routes() -> Router<AppState> {
 async fn subscribe(
     State(state): State<AppState>,
     RawQuery(query): RawQuery,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let query = SubscribeQuery::parse(
-        query.as_deref().unwrap_or(""),
-        state.config.max_topics as usize,
-    )?;
-    let subscription = state.hub.subscribe(query.client_id, query.topics)?;
-    Ok(event_stream_response(
-        subscription,
-        state.config.stream_options(),
-    ))
+    let query =
+        SubscribeQuery::parse(query.as_deref().unwrap_or(""), state.config.max_topics as usize)?;
+    let resume_from = last_event_id(&headers, query.last_event_id.as_deref());
+    let subscription = state.hub.subscribe(query.client_id, query.topics, resume_from)?;
+    Ok(event_stream_response(subscription, state.config.stream_options()))
 }
 
-/// `client_id` (once), `topic` (any number of times); other parameters are ignored so
-/// that pages may add their own (cache busters, say).
+/// `client_id` (once), `topic` (any number of times), `last_event_id` (at most once);
+/// other parameters are ignored so that pages may add their own (cache busters, say).
 #[derive(Debug)]
 struct SubscribeQuery {
     client_id: ClientId,
     topics: Vec<Topic>,
+    last_event_id: Option<String>,
 }
 
 impl SubscribeQuery {
     fn parse(query: &str, max_topics: usize) -> Result<Self, ApiError> {
         let mut client_id = None;
         let mut topics = Vec::new();
+        let mut last_event_id = None;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match &*key {
                 "client_id" if client_id.is_some() => {
-                    return Err(ApiError::BadRequest(
-                        "client_id must be given once".to_owned(),
-                    ));
+                    return Err(ApiError::BadRequest("client_id must be given once".to_owned()));
                 }
                 "client_id" => client_id = Some(value.parse::<ClientId>()?),
                 "topic" => topics.push(value.parse::<Topic>()?),
+                "last_event_id" if last_event_id.is_some() => {
+                    return Err(ApiError::BadRequest(
+                        "last_event_id must be given once".to_owned(),
+                    ));
+                }
+                "last_event_id" => last_event_id = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -60,6 +64,6 @@ impl SubscribeQuery {
         }
         let client_id =
             client_id.ok_or_else(|| ApiError::BadRequest("client_id is required".to_owned()))?;
-        Ok(Self { client_id, topics })
+        Ok(Self { client_id, topics, last_event_id })
     }
 }

@@ -266,10 +266,7 @@ impl Jobs {
     pub fn progress(&self, id: &str, step: u64, message: Option<String>) -> Result<(), JobError> {
         self.update(id, |job| {
             if step > job.total {
-                return Err(JobError::StepOutOfRange {
-                    step,
-                    total: job.total,
-                });
+                return Err(JobError::StepOutOfRange { step, total: job.total });
             }
             job.step = step;
             job.message = message;
@@ -347,9 +344,8 @@ impl Jobs {
         if job.outcome.is_some() && last_seen == Some(job.last_event_id()) {
             return Ok(Watch::AlreadyFinished);
         }
-        let skip = last_seen.map_or(0, |seen| {
-            (seen + 1).saturating_sub(job.first_event_id) as usize
-        });
+        let skip =
+            last_seen.map_or(0, |seen| (seen + 1).saturating_sub(job.first_event_id) as usize);
         let replay: VecDeque<Bytes> = job.events.iter().skip(skip).cloned().collect();
         let subscriber = Arc::new(Subscriber::new(self.shared.queue_capacity));
         let watcher = job.next_watcher;
@@ -371,9 +367,7 @@ impl Jobs {
                 shared.metrics.connection_closed(reason);
             }
         });
-        Ok(Watch::Stream(Subscription::new(
-            replay, subscriber, unregister,
-        )))
+        Ok(Watch::Stream(Subscription::new(replay, subscriber, unregister)))
     }
 
     /// Starts the built-in simulated task: `steps` steps, one every `interval`, then a
@@ -392,10 +386,7 @@ impl Jobs {
                     () = tokio::time::sleep(interval) => {}
                     () = jobs.shared.shutdown.cancelled() => return,
                 }
-                if jobs
-                    .progress(&job, step, Some(format!("step {step} of {steps}")))
-                    .is_err()
-                {
+                if jobs.progress(&job, step, Some(format!("step {step} of {steps}"))).is_err() {
                     return;
                 }
             }
@@ -436,9 +427,7 @@ impl Jobs {
                 Some(_) => idle < options.ttl,
                 None if idle >= options.idle_timeout => {
                     let timeout = humantime::format_duration(options.idle_timeout);
-                    job.end(Outcome::Error(format!(
-                        "abandoned: no update for {timeout}"
-                    )));
+                    job.end(Outcome::Error(format!("abandoned: no update for {timeout}")));
                     abandoned += 1;
                     true
                 }
@@ -473,12 +462,7 @@ mod tests {
     use super::*;
 
     fn jobs(options: JobOptions) -> Jobs {
-        Jobs::new(
-            options,
-            16,
-            Arc::new(Metrics::default()),
-            CancellationToken::new(),
-        )
+        Jobs::new(options, 16, Arc::new(Metrics::default()), CancellationToken::new())
     }
 
     const OPTIONS: JobOptions = JobOptions {
@@ -511,19 +495,14 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(601)).await;
         let snapshot = jobs.snapshot(&id).unwrap();
         assert_eq!(snapshot.state, "failed");
-        assert_eq!(
-            snapshot.error.as_deref(),
-            Some("abandoned: no update for 10m")
-        );
+        assert_eq!(snapshot.error.as_deref(), Some("abandoned: no update for 10m"));
     }
 
     #[tokio::test(start_paused = true)]
     async fn the_demo_task_takes_its_steps_on_time() {
         let jobs = jobs(OPTIONS);
         let id = jobs.start_demo(3, Duration::from_secs(1)).unwrap();
-        let Watch::Stream(mut watch) = jobs.watch(&id, None).unwrap() else {
-            panic!("running")
-        };
+        let Watch::Stream(mut watch) = jobs.watch(&id, None).unwrap() else { panic!("running") };
         let started = Instant::now();
         let mut frames = Vec::new();
         while let super::super::Next::Frame(frame) = watch.next().await {

@@ -60,20 +60,10 @@ impl Registry {
         }
         self.clients
             .entry(client.clone())
-            .or_insert_with(|| ClientEntry {
-                conns: Vec::new(),
-                since: SystemTime::now(),
-            })
+            .or_insert_with(|| ClientEntry { conns: Vec::new(), since: SystemTime::now() })
             .conns
             .push(id);
-        self.conns.insert(
-            id,
-            Conn {
-                client,
-                topics: topics.into(),
-                subscriber,
-            },
-        );
+        self.conns.insert(id, Conn { client, topics: topics.into(), subscriber });
         id
     }
 
@@ -108,10 +98,9 @@ impl Registry {
         let by_id = |id: &ConnId| self.conns.get(id).map(|conn| (*id, &conn.subscriber));
         let mut deliver = |(id, subscriber): (ConnId, &Arc<Subscriber>)| deliver(id, subscriber);
         match target {
-            Target::Broadcast => self
-                .conns
-                .iter()
-                .for_each(|(id, conn)| deliver((*id, &conn.subscriber))),
+            Target::Broadcast => {
+                self.conns.iter().for_each(|(id, conn)| deliver((*id, &conn.subscriber)))
+            }
             Target::Client(client) => {
                 if let Some(entry) = self.clients.get(client) {
                     entry.conns.iter().filter_map(by_id).for_each(deliver);
@@ -123,6 +112,11 @@ impl Registry {
                 }
             }
         }
+    }
+
+    /// How many distinct clients are connected.
+    pub(crate) fn client_count(&self) -> usize {
+        self.clients.len()
     }
 
     /// Every connection, for shutdown.
@@ -191,11 +185,7 @@ mod tests {
     #[test]
     fn unregister_cleans_every_index() {
         let mut registry = Registry::default();
-        let id = registry.register(
-            client("a"),
-            vec![topic("news")],
-            Arc::new(Subscriber::new(4)),
-        );
+        let id = registry.register(client("a"), vec![topic("news")], Arc::new(Subscriber::new(4)));
         assert!(registry.unregister(id));
         assert!(!registry.unregister(id));
         assert!(
@@ -208,11 +198,7 @@ mod tests {
         let mut registry = Registry::default();
         registry.register(client("b"), vec![topic("x")], Arc::new(Subscriber::new(4)));
         registry.register(client("a"), vec![topic("y")], Arc::new(Subscriber::new(4)));
-        registry.register(
-            client("a"),
-            vec![topic("x"), topic("y")],
-            Arc::new(Subscriber::new(4)),
-        );
+        registry.register(client("a"), vec![topic("x"), topic("y")], Arc::new(Subscriber::new(4)));
         let presence = registry.presence();
         assert_eq!(presence.len(), 2);
         assert_eq!(presence[0].client_id, client("a"));

@@ -143,11 +143,7 @@ impl Subscription {
         subscriber: Arc<Subscriber>,
         unregister: Unregister,
     ) -> Self {
-        Self {
-            replay,
-            subscriber,
-            unregister: Some(unregister),
-        }
+        Self { replay, subscriber, unregister: Some(unregister) }
     }
 
     /// The next frame to write, replayed history first; or the end of the stream.
@@ -161,10 +157,7 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        let reason = self
-            .subscriber
-            .closed()
-            .unwrap_or(DisconnectReason::ClientClosed);
+        let reason = self.subscriber.closed().unwrap_or(DisconnectReason::ClientClosed);
         self.subscriber.close(reason);
         if let Some(unregister) = self.unregister.take() {
             unregister(reason);
@@ -174,9 +167,7 @@ impl Drop for Subscription {
 
 impl std::fmt::Debug for Subscription {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Subscription")
-            .field("replay", &self.replay.len())
-            .finish_non_exhaustive()
+        f.debug_struct("Subscription").field("replay", &self.replay.len()).finish_non_exhaustive()
     }
 }
 
@@ -204,10 +195,7 @@ mod tests {
         subscriber.offer(&frame("b"));
         assert_eq!(subscriber.offer(&frame("c")), Offer::Overflowed);
         assert_eq!(subscriber.offer(&frame("d")), Offer::Closed);
-        assert_eq!(
-            subscriber.next().await,
-            Next::Closed(DisconnectReason::Slow)
-        );
+        assert_eq!(subscriber.next().await, Next::Closed(DisconnectReason::Slow));
     }
 
     #[tokio::test]
@@ -216,10 +204,7 @@ mod tests {
         subscriber.offer(&frame("done"));
         subscriber.close(DisconnectReason::Finished);
         assert_eq!(subscriber.next().await, Next::Frame(frame("done")));
-        assert_eq!(
-            subscriber.next().await,
-            Next::Closed(DisconnectReason::Finished)
-        );
+        assert_eq!(subscriber.next().await, Next::Closed(DisconnectReason::Finished));
     }
 
     #[tokio::test]
@@ -227,10 +212,7 @@ mod tests {
         let subscriber = Subscriber::new(2);
         subscriber.offer(&frame("a"));
         subscriber.close(DisconnectReason::Kicked);
-        assert_eq!(
-            subscriber.next().await,
-            Next::Closed(DisconnectReason::Kicked)
-        );
+        assert_eq!(subscriber.next().await, Next::Closed(DisconnectReason::Kicked));
     }
 
     #[tokio::test]

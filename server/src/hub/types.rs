@@ -202,19 +202,41 @@ pub struct EventId {
 
 impl fmt::Display for EventId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}-{}-{}",
-            self.epoch.as_str(),
-            self.seq,
-            self.kind.tag()
-        )
+        write!(f, "{}-{}-{}", self.epoch.as_str(), self.seq, self.kind.tag())
     }
 }
 
-impl FromStr for EventId {
+impl EventId {
+    /// Where this message sits in its history.
+    pub fn position(&self) -> Position {
+        Position { epoch: self.epoch.clone(), seq: self.seq }
+    }
+}
+
+/// A point in a history, which is what a client resumes from. Parsed from any event id
+/// Herald issued; written as `{epoch}-{seq}-p` in the id-only marker that tells a
+/// browser where its stream went live (see [`crate::sse::position_marker`]).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Position {
+    /// The history this position belongs to.
+    pub epoch: Epoch,
+    /// The last message seen; 0 when none.
+    pub seq: u64,
+}
+
+/// The tag of a position marker's id.
+const POSITION_TAG: &str = "p";
+
+impl fmt::Display for Position {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}-{}-{POSITION_TAG}", self.epoch.as_str(), self.seq)
+    }
+}
+
+impl FromStr for Position {
     type Err = InvalidValue;
 
+    /// Parses a message's event id or a position marker.
     fn from_str(value: &str) -> Result<Self, InvalidValue> {
         let mut parts = value.split('-');
         let (Some(epoch), Some(seq), Some(tag), None) =
@@ -225,16 +247,12 @@ impl FromStr for EventId {
         let epoch_ok = !epoch.is_empty()
             && epoch.len() <= 32
             && epoch.chars().all(|c| c.is_ascii_alphanumeric());
-        let seq = seq.parse::<u64>().map_err(|_| InvalidValue::EventId)?;
-        let kind = TargetKind::from_tag(tag).ok_or(InvalidValue::EventId)?;
-        if !epoch_ok {
-            return Err(InvalidValue::EventId);
+        let seq_ok = !seq.is_empty() && seq.chars().all(|c| c.is_ascii_digit());
+        let tag_ok = tag == POSITION_TAG || TargetKind::from_tag(tag).is_some();
+        match seq.parse::<u64>() {
+            Ok(seq) if epoch_ok && seq_ok && tag_ok => Ok(Self { epoch: Epoch(epoch.into()), seq }),
+            _ => Err(InvalidValue::EventId),
         }
-        Ok(Self {
-            epoch: Epoch(epoch.into()),
-            seq,
-            kind,
-        })
     }
 }
 
@@ -257,13 +275,8 @@ pub enum DisconnectReason {
 
 impl DisconnectReason {
     /// Every reason, for metrics.
-    pub const ALL: [DisconnectReason; 5] = [
-        Self::ClientClosed,
-        Self::Slow,
-        Self::Kicked,
-        Self::Shutdown,
-        Self::Finished,
-    ];
+    pub const ALL: [DisconnectReason; 5] =
+        [Self::ClientClosed, Self::Slow, Self::Kicked, Self::Shutdown, Self::Finished];
 
     /// The snake-case name used in metrics and logs.
     pub fn name(self) -> &'static str {
@@ -351,23 +364,22 @@ mod tests {
     }
 
     #[test]
-    fn event_id_round_trips() {
-        let id = EventId {
-            epoch: Epoch::random(),
-            seq: 42,
-            kind: TargetKind::Topic,
-        };
+    fn event_ids_parse_back_to_their_position() {
+        let id = EventId { epoch: Epoch::random(), seq: 42, kind: TargetKind::Topic };
         let text = id.to_string();
-        assert!(text.len() <= 64 && !text.contains(':'));
-        assert_eq!(text.parse::<EventId>(), Ok(id));
+        assert!(text.len() <= 64 && !text.contains(':') && text.ends_with("-42-t"));
+        assert_eq!(text.parse::<Position>(), Ok(id.position()));
+        let marker = id.position().to_string();
+        assert!(marker.ends_with("-42-p"));
+        assert_eq!(marker.parse::<Position>(), Ok(id.position()));
     }
 
     #[test]
     fn malformed_event_ids_are_refused() {
-        for bad in [
-            "", "abc", "a-1", "a-x-c", "a-1-z", "a-1-c-d", "-1-c", "a!-1-c",
-        ] {
-            assert_eq!(bad.parse::<EventId>(), Err(InvalidValue::EventId), "{bad}");
+        let bad =
+            ["", "abc", "a-1", "a-x-c", "a-1-z", "a-1-c-d", "-1-c", "a!-1-c", "a-+1-c", "a--c"];
+        for bad in bad {
+            assert_eq!(bad.parse::<Position>(), Err(InvalidValue::EventId), "{bad}");
         }
     }
 

@@ -9,18 +9,13 @@ use crate::support::{TestServer, json_response};
 /// Asserts the status and that the body is `{"error": "..."}` mentioning `hint`.
 fn assert_error(case: &str, (status, body): (StatusCode, Value), expected: StatusCode, hint: &str) {
     assert_eq!(status, expected, "{case}: {body}");
-    let message = body["error"]
-        .as_str()
-        .unwrap_or_else(|| panic!("{case}: no error field in {body}"));
+    let message =
+        body["error"].as_str().unwrap_or_else(|| panic!("{case}: no error field in {body}"));
     assert!(
         message.to_lowercase().contains(&hint.to_lowercase()),
         "{case}: {message:?} should mention {hint:?}"
     );
-    assert_eq!(
-        body.as_object().map(|o| o.len()),
-        Some(1),
-        "{case}: only the error field: {body}"
-    );
+    assert_eq!(body.as_object().map(|o| o.len()), Some(1), "{case}: only the error field: {body}");
 }
 
 #[tokio::test]
@@ -29,37 +24,16 @@ async fn bad_subscriptions_are_refused() {
     let cases = [
         ("no client id", "/sse", "client_id is required"),
         ("empty client id", "/sse?client_id=", "client_id must be"),
-        (
-            "space in client id",
-            "/sse?client_id=a%20b",
-            "client_id must be",
-        ),
-        (
-            "slash in client id",
-            "/sse?client_id=a/b",
-            "client_id must be",
-        ),
-        (
-            "client id too long",
-            &format!("/sse?client_id={}", "x".repeat(129)),
-            "client_id must be",
-        ),
+        ("space in client id", "/sse?client_id=a%20b", "client_id must be"),
+        ("slash in client id", "/sse?client_id=a/b", "client_id must be"),
+        ("client id too long", &format!("/sse?client_id={}", "x".repeat(129)), "client_id must be"),
         ("client id twice", "/sse?client_id=a&client_id=b", "once"),
         ("bad topic", "/sse?client_id=a&topic=a%0Ab", "topic must be"),
-        (
-            "too many topics",
-            "/sse?client_id=a&topic=a&topic=b&topic=c",
-            "at most 2 topics",
-        ),
+        ("too many topics", "/sse?client_id=a&topic=a&topic=b&topic=c", "at most 2 topics"),
     ];
     for (case, path, hint) in cases {
         let response = server.http.get(server.url(path)).send().await.unwrap();
-        assert_error(
-            case,
-            json_response(response).await,
-            StatusCode::BAD_REQUEST,
-            hint,
-        );
+        assert_error(case, json_response(response).await, StatusCode::BAD_REQUEST, hint);
     }
 }
 
@@ -68,12 +42,7 @@ async fn bad_pushes_are_refused_with_clear_errors() {
     let server =
         TestServer::start_with(&["--max-message-bytes", "16", "--max-body-bytes", "1024"]).await;
     let cases = [
-        (
-            "no target",
-            json!({"message": "x"}),
-            StatusCode::BAD_REQUEST,
-            "exactly one target",
-        ),
+        ("no target", json!({"message": "x"}), StatusCode::BAD_REQUEST, "exactly one target"),
         (
             "two targets",
             json!({"client_id": "a", "topic": "t", "message": "x"}),
@@ -169,10 +138,7 @@ async fn bad_pushes_are_refused_with_clear_errors() {
         assert_error(case, server.post("/push", body).await, status, hint);
     }
     assert_eq!(
-        server
-            .push(json!({"broadcast": true, "message": "x".repeat(16)}))
-            .await
-            .1,
+        server.push(json!({"broadcast": true, "message": "x".repeat(16)})).await.1,
         0,
         "the limit is inclusive"
     );
@@ -182,29 +148,12 @@ async fn bad_pushes_are_refused_with_clear_errors() {
 async fn malformed_bodies_and_content_types_are_refused() {
     let server = TestServer::start().await;
     let send = |content_type: &'static str, body: &'static str| {
-        server
-            .http
-            .post(server.url("/push"))
-            .header("content-type", content_type)
-            .body(body)
-            .send()
+        server.http.post(server.url("/push")).header("content-type", content_type).body(body).send()
     };
-    let response = send("application/json", "{\"broadcast\": true, \"message\": ")
-        .await
-        .unwrap();
-    assert_error(
-        "truncated JSON",
-        json_response(response).await,
-        StatusCode::BAD_REQUEST,
-        "",
-    );
+    let response = send("application/json", "{\"broadcast\": true, \"message\": ").await.unwrap();
+    assert_error("truncated JSON", json_response(response).await, StatusCode::BAD_REQUEST, "");
     let response = send("application/json", "").await.unwrap();
-    assert_error(
-        "empty JSON body",
-        json_response(response).await,
-        StatusCode::BAD_REQUEST,
-        "",
-    );
+    assert_error("empty JSON body", json_response(response).await, StatusCode::BAD_REQUEST, "");
     let response = send("text/plain", "hello").await.unwrap();
     assert_error(
         "text body",
@@ -212,37 +161,24 @@ async fn malformed_bodies_and_content_types_are_refused() {
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "application/json",
     );
-    let response = server
-        .http
-        .post(server.url("/push"))
-        .body("{}")
-        .send()
-        .await
-        .unwrap();
+    let response = server.http.post(server.url("/push")).body("{}").send().await.unwrap();
     assert_error(
         "no content type",
         json_response(response).await,
         StatusCode::UNSUPPORTED_MEDIA_TYPE,
         "application/json",
     );
-    let response = send(
-        "application/x-www-form-urlencoded",
-        "client_id=a&message=x&colour=red",
-    )
-    .await
-    .unwrap();
+    let response = send("application/x-www-form-urlencoded", "client_id=a&message=x&colour=red")
+        .await
+        .unwrap();
     assert_error(
         "unknown form field",
         json_response(response).await,
         StatusCode::BAD_REQUEST,
         "unknown field",
     );
-    let response = send(
-        "application/x-www-form-urlencoded",
-        "broadcast=maybe&message=x",
-    )
-    .await
-    .unwrap();
+    let response =
+        send("application/x-www-form-urlencoded", "broadcast=maybe&message=x").await.unwrap();
     assert_error(
         "form broadcast not a bool",
         json_response(response).await,
@@ -260,12 +196,7 @@ async fn wrong_methods_get_a_json_405() {
         (Method::DELETE, "/jobs/demo"),
         (Method::PUT, "/clients"),
     ] {
-        let response = server
-            .http
-            .request(method.clone(), server.url(path))
-            .send()
-            .await
-            .unwrap();
+        let response = server.http.request(method.clone(), server.url(path)).send().await.unwrap();
         assert_error(
             &format!("{method} {path}"),
             json_response(response).await,
@@ -278,77 +209,35 @@ async fn wrong_methods_get_a_json_405() {
 #[tokio::test]
 async fn bad_task_requests_are_refused() {
     let server = TestServer::start().await;
-    let (_, created) = server
-        .post("/jobs", json!({"title": "t", "total": 2}))
-        .await;
+    let (_, created) = server.post("/jobs", json!({"title": "t", "total": 2})).await;
     let job = created["id"].as_str().unwrap().to_owned();
     let cases = [
-        (
-            "/jobs",
-            json!({"title": "t", "total": 0}),
-            StatusCode::BAD_REQUEST,
-            "total must be",
-        ),
-        (
-            "/jobs",
-            json!({"title": "t"}),
-            StatusCode::BAD_REQUEST,
-            "missing field",
-        ),
-        (
-            "/jobs",
-            json!({"title": "t", "total": -1}),
-            StatusCode::BAD_REQUEST,
-            "invalid value",
-        ),
+        ("/jobs", json!({"title": "t", "total": 0}), StatusCode::BAD_REQUEST, "total must be"),
+        ("/jobs", json!({"title": "t"}), StatusCode::BAD_REQUEST, "missing field"),
+        ("/jobs", json!({"title": "t", "total": -1}), StatusCode::BAD_REQUEST, "invalid value"),
         (
             "/jobs",
             json!({"title": "t".repeat(1025), "total": 1}),
             StatusCode::BAD_REQUEST,
             "title must be",
         ),
-        (
-            "/jobs/demo",
-            json!({"steps": 0}),
-            StatusCode::BAD_REQUEST,
-            "steps must be",
-        ),
+        ("/jobs/demo", json!({"steps": 0}), StatusCode::BAD_REQUEST, "steps must be"),
         (
             "/jobs/demo",
             json!({"steps": 2, "interval_ms": 3_600_000}),
             StatusCode::BAD_REQUEST,
             "interval_ms",
         ),
-        (
-            "/jobs/demo",
-            json!({"steps": 2, "speed": 1}),
-            StatusCode::BAD_REQUEST,
-            "unknown field",
-        ),
-        (
-            "/jobs/nope/progress",
-            json!({"step": 1}),
-            StatusCode::NOT_FOUND,
-            "no task",
-        ),
-        (
-            "/jobs/nope/finish",
-            json!({"result": 1}),
-            StatusCode::NOT_FOUND,
-            "no task",
-        ),
+        ("/jobs/demo", json!({"steps": 2, "speed": 1}), StatusCode::BAD_REQUEST, "unknown field"),
+        ("/jobs/nope/progress", json!({"step": 1}), StatusCode::NOT_FOUND, "no task"),
+        ("/jobs/nope/finish", json!({"result": 1}), StatusCode::NOT_FOUND, "no task"),
         (
             &format!("/jobs/{job}/progress"),
             json!({"step": 3}),
             StatusCode::BAD_REQUEST,
             "outside 0..=2",
         ),
-        (
-            &format!("/jobs/{job}/progress"),
-            json!({}),
-            StatusCode::BAD_REQUEST,
-            "missing field",
-        ),
+        (&format!("/jobs/{job}/progress"), json!({}), StatusCode::BAD_REQUEST, "missing field"),
         (
             &format!("/jobs/{job}/finish"),
             json!({"result": 1, "error": "x"}),
@@ -359,12 +248,7 @@ async fn bad_task_requests_are_refused() {
     for (path, body, status, hint) in cases {
         assert_error(path, server.post(path, body).await, status, hint);
     }
-    assert_error(
-        "unknown task",
-        server.get("/jobs/nope").await,
-        StatusCode::NOT_FOUND,
-        "no task",
-    );
+    assert_error("unknown task", server.get("/jobs/nope").await, StatusCode::NOT_FOUND, "no task");
     assert_error(
         "unknown task stream",
         server.get("/jobs/nope/events").await,
@@ -372,13 +256,8 @@ async fn bad_task_requests_are_refused() {
         "no task",
     );
 
-    server
-        .post(&format!("/jobs/{job}/finish"), json!({"result": "ok"}))
-        .await;
-    let late = [
-        ("progress", json!({"step": 1})),
-        ("finish", json!({"error": "again"})),
-    ];
+    server.post(&format!("/jobs/{job}/finish"), json!({"result": "ok"})).await;
+    let late = [("progress", json!({"step": 1})), ("finish", json!({"error": "again"}))];
     for (action, body) in late {
         let path = format!("/jobs/{job}/{action}");
         assert_error(
@@ -395,18 +274,13 @@ async fn the_task_limit_answers_429() {
     let server = TestServer::start_with(&["--max-jobs", "2"]).await;
     for _ in 0..2 {
         assert_eq!(
-            server
-                .post("/jobs", json!({"title": "t", "total": 1}))
-                .await
-                .0,
+            server.post("/jobs", json!({"title": "t", "total": 1})).await.0,
             StatusCode::CREATED
         );
     }
     assert_error(
         "third task",
-        server
-            .post("/jobs", json!({"title": "t", "total": 1}))
-            .await,
+        server.post("/jobs", json!({"title": "t", "total": 1})).await,
         StatusCode::TOO_MANY_REQUESTS,
         "too many tasks",
     );

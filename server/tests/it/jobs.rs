@@ -22,15 +22,10 @@ async fn expect_progress(stream: &mut SseClient, step: u64, total: u64) -> Strin
 #[tokio::test]
 async fn the_demo_task_streams_progress_then_done_then_ends_and_204s() {
     let server = TestServer::start().await;
-    let (status, created) = server
-        .post("/jobs/demo", json!({"steps": 3, "interval_ms": 20}))
-        .await;
+    let (status, created) = server.post("/jobs/demo", json!({"steps": 3, "interval_ms": 20})).await;
     assert_eq!(status, StatusCode::CREATED);
     let events_url = created["events"].as_str().unwrap().to_owned();
-    assert_eq!(
-        events_url,
-        format!("/jobs/{}/events", created["id"].as_str().unwrap())
-    );
+    assert_eq!(events_url, format!("/jobs/{}/events", created["id"].as_str().unwrap()));
 
     let mut stream = server.open_stream(&events_url, None).await;
     for step in 0..=3 {
@@ -38,14 +33,8 @@ async fn the_demo_task_streams_progress_then_done_then_ends_and_204s() {
     }
     let done = stream.next().await;
     assert_eq!(done.event, "done");
-    let result = data(&done)["result"]
-        .as_str()
-        .unwrap_or_default()
-        .to_owned();
-    assert!(
-        result.starts_with("finished 3 steps in ") && result.ends_with(" s"),
-        "{result}"
-    );
+    let result = data(&done)["result"].as_str().unwrap_or_default().to_owned();
+    assert!(result.starts_with("finished 3 steps in ") && result.ends_with(" s"), "{result}");
     stream.expect_end().await;
 
     let reconnect = server
@@ -55,11 +44,7 @@ async fn the_demo_task_streams_progress_then_done_then_ends_and_204s() {
         .send()
         .await
         .unwrap();
-    assert_eq!(
-        reconnect.status(),
-        StatusCode::NO_CONTENT,
-        "EventSource stops on 204"
-    );
+    assert_eq!(reconnect.status(), StatusCode::NO_CONTENT, "EventSource stops on 204");
     let by_query = server
         .http
         .get(server.url(&format!("{events_url}?last_event_id={}", done.id)))
@@ -72,35 +57,21 @@ async fn the_demo_task_streams_progress_then_done_then_ends_and_204s() {
 #[tokio::test]
 async fn a_worker_drives_a_task_over_http_while_a_page_watches() {
     let server = TestServer::start().await;
-    let (status, created) = server
-        .post("/jobs", json!({"title": "Export", "total": 4}))
-        .await;
+    let (status, created) = server.post("/jobs", json!({"title": "Export", "total": 4})).await;
     assert_eq!(status, StatusCode::CREATED);
     let id = created["id"].as_str().unwrap().to_owned();
-    let mut page = server
-        .open_stream(&format!("/jobs/{id}/events"), None)
-        .await;
+    let mut page = server.open_stream(&format!("/jobs/{id}/events"), None).await;
     expect_progress(&mut page, 0, 4).await;
 
-    let (status, state) = server
-        .post(
-            &format!("/jobs/{id}/progress"),
-            json!({"step": 2, "message": "half"}),
-        )
-        .await;
+    let (status, state) =
+        server.post(&format!("/jobs/{id}/progress"), json!({"step": 2, "message": "half"})).await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(state["step"], 2);
     let event = page.next().await;
-    assert_eq!(
-        data(&event),
-        json!({"step": 2, "total": 4, "message": "half"})
-    );
+    assert_eq!(data(&event), json!({"step": 2, "total": 4, "message": "half"}));
 
     server
-        .post(
-            &format!("/jobs/{id}/finish"),
-            json!({"result": {"url": "/files/export.csv"}}),
-        )
+        .post(&format!("/jobs/{id}/finish"), json!({"result": {"url": "/files/export.csv"}}))
         .await;
     let done = page.next().await;
     assert_eq!(
@@ -120,26 +91,13 @@ async fn a_worker_drives_a_task_over_http_while_a_page_watches() {
 #[tokio::test]
 async fn a_late_watcher_gets_the_whole_log_and_a_reconnect_gets_the_rest() {
     let server = TestServer::start().await;
-    let (_, created) = server
-        .post("/jobs", json!({"title": "Build", "total": 2}))
-        .await;
+    let (_, created) = server.post("/jobs", json!({"title": "Build", "total": 2})).await;
     let id = created["id"].as_str().unwrap().to_owned();
-    server
-        .post(&format!("/jobs/{id}/progress"), json!({"step": 1}))
-        .await;
-    server
-        .post(&format!("/jobs/{id}/progress"), json!({"step": 2}))
-        .await;
-    server
-        .post(
-            &format!("/jobs/{id}/finish"),
-            json!({"error": "tests failed"}),
-        )
-        .await;
+    server.post(&format!("/jobs/{id}/progress"), json!({"step": 1})).await;
+    server.post(&format!("/jobs/{id}/progress"), json!({"step": 2})).await;
+    server.post(&format!("/jobs/{id}/finish"), json!({"error": "tests failed"})).await;
 
-    let mut late = server
-        .open_stream(&format!("/jobs/{id}/events"), None)
-        .await;
+    let mut late = server.open_stream(&format!("/jobs/{id}/events"), None).await;
     expect_progress(&mut late, 0, 2).await;
     let first = expect_progress(&mut late, 1, 2).await;
     expect_progress(&mut late, 2, 2).await;
@@ -147,9 +105,7 @@ async fn a_late_watcher_gets_the_whole_log_and_a_reconnect_gets_the_rest() {
     assert_eq!(data(&done), json!({"error": "tests failed"}));
     late.expect_end().await;
 
-    let mut resumed = server
-        .open_stream(&format!("/jobs/{id}/events"), Some(&first))
-        .await;
+    let mut resumed = server.open_stream(&format!("/jobs/{id}/events"), Some(&first)).await;
     expect_progress(&mut resumed, 2, 2).await;
     assert_eq!(resumed.next().await.event, "done");
     resumed.expect_end().await;

@@ -16,12 +16,7 @@ async fn clients_lists_connected_clients_with_tabs_and_topics() {
     assert_eq!(clients[0]["client_id"], "alice");
     assert_eq!(clients[0]["connections"], 2);
     assert_eq!(clients[0]["topics"], serde_json::json!(["news", "sport"]));
-    assert!(
-        clients[0]["connected_since"]
-            .as_str()
-            .unwrap()
-            .ends_with('Z')
-    );
+    assert!(clients[0]["connected_since"].as_str().unwrap().ends_with('Z'));
     assert_eq!(clients[1]["client_id"], "bob");
 
     drop(tab1);
@@ -40,26 +35,11 @@ async fn healthz_and_metrics_answer() {
     assert_eq!(body["status"], "ok");
 
     let _client = server.subscribe("client_id=a").await;
-    server
-        .push(serde_json::json!({"broadcast": true, "message": "m"}))
-        .await;
-    let response = server
-        .http
-        .get(server.url("/metrics"))
-        .send()
-        .await
-        .unwrap();
-    assert!(
-        response.headers()["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/plain")
-    );
+    server.push(serde_json::json!({"broadcast": true, "message": "m"})).await;
+    let response = server.http.get(server.url("/metrics")).send().await.unwrap();
+    assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"));
     let text = response.text().await.unwrap();
     assert!(text.contains("\nherald_connections 1\n"), "{text}");
-    assert!(
-        text.contains("herald_messages_published_total{target=\"broadcast\"} 1"),
-        "{text}"
-    );
+    assert!(text.contains("herald_messages_published_total{target=\"broadcast\"} 1"), "{text}");
     assert!(text.contains("herald_deliveries_total 1"), "{text}");
 }

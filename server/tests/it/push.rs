@@ -9,29 +9,21 @@ async fn a_push_reaches_only_its_target_among_three_clients() {
     let mut second = server.subscribe("client_id=second").await;
     let mut third = server.subscribe("client_id=third").await;
 
-    let (unicast_id, delivered) = server
-        .push(json!({"client_id": "second", "message": "for second"}))
-        .await;
+    let (unicast_id, delivered) =
+        server.push(json!({"client_id": "second", "message": "for second"})).await;
     assert_eq!(delivered, 1);
-    let (marker_id, delivered) = server
-        .push(json!({"broadcast": true, "message": "everyone"}))
-        .await;
+    let (marker_id, delivered) =
+        server.push(json!({"broadcast": true, "message": "everyone"})).await;
     assert_eq!(delivered, 3);
 
     let event = second.next().await;
-    assert_eq!(
-        (event.id.as_str(), event.data.as_str()),
-        (unicast_id.as_str(), "for second")
-    );
+    assert_eq!((event.id.as_str(), event.data.as_str()), (unicast_id.as_str(), "for second"));
     assert_eq!(second.next_data().await, "everyone");
     // Each connection sees messages in order, so if the unicast had leaked to the
     // others it would come before the broadcast.
     for other in [&mut first, &mut third] {
         let event = other.next().await;
-        assert_eq!(
-            (event.id.as_str(), event.data.as_str()),
-            (marker_id.as_str(), "everyone")
-        );
+        assert_eq!((event.id.as_str(), event.data.as_str()), (marker_id.as_str(), "everyone"));
     }
 }
 
@@ -56,30 +48,10 @@ async fn topics_reach_their_members_only() {
     let mut both = server.subscribe("client_id=b&topic=news&topic=sport").await;
     let mut none = server.subscribe("client_id=c").await;
 
-    assert_eq!(
-        server
-            .push(json!({"topic": "sport", "message": "goal"}))
-            .await
-            .1,
-        1
-    );
-    assert_eq!(
-        server
-            .push(json!({"topic": "news", "message": "headline"}))
-            .await
-            .1,
-        2
-    );
-    assert_eq!(
-        server
-            .push(json!({"topic": "weather", "message": "rain"}))
-            .await
-            .1,
-        0
-    );
-    server
-        .push(json!({"broadcast": true, "message": "end"}))
-        .await;
+    assert_eq!(server.push(json!({"topic": "sport", "message": "goal"})).await.1, 1);
+    assert_eq!(server.push(json!({"topic": "news", "message": "headline"})).await.1, 2);
+    assert_eq!(server.push(json!({"topic": "weather", "message": "rain"})).await.1, 0);
+    server.push(json!({"broadcast": true, "message": "end"})).await;
 
     assert_eq!(news.next_data().await, "headline");
     assert_eq!(both.next_data().await, "goal");
@@ -96,25 +68,18 @@ async fn every_tab_of_a_client_receives_its_messages() {
         server.subscribe("client_id=tabby").await,
         server.subscribe("client_id=tabby").await,
     ];
-    let (id, delivered) = server
-        .push(json!({"client_id": "tabby", "message": "hello tabs"}))
-        .await;
+    let (id, delivered) = server.push(json!({"client_id": "tabby", "message": "hello tabs"})).await;
     assert_eq!(delivered, 3);
     for tab in &mut tabs {
         let event = tab.next().await;
-        assert_eq!(
-            (event.id, event.data),
-            (id.clone(), "hello tabs".to_owned())
-        );
+        assert_eq!((event.id, event.data), (id.clone(), "hello tabs".to_owned()));
     }
 }
 
 #[tokio::test]
 async fn a_push_to_nobody_is_accepted_with_zero_deliveries() {
     let server = TestServer::start().await;
-    let (id, delivered) = server
-        .push(json!({"client_id": "absent", "message": "later"}))
-        .await;
+    let (id, delivered) = server.push(json!({"client_id": "absent", "message": "later"})).await;
     assert_eq!(delivered, 0);
     assert!(!id.is_empty());
 }
@@ -124,9 +89,7 @@ async fn event_names_and_json_messages_arrive_as_sent() {
     let server = TestServer::start().await;
     let mut client = server.subscribe("client_id=a").await;
     server.push(json!({"client_id": "a", "event": "order.shipped", "message": {"order": 7, "items": ["x", "y"]}})).await;
-    server
-        .push(json!({"client_id": "a", "message": "two\nlines\r\nand\rmore"}))
-        .await;
+    server.push(json!({"client_id": "a", "message": "two\nlines\r\nand\rmore"})).await;
     let event = client.next().await;
     assert_eq!(event.event, "order.shipped");
     assert_eq!(event.data, r#"{"order":7,"items":["x","y"]}"#);
@@ -140,28 +103,16 @@ async fn a_form_body_works_like_json() {
     let server = TestServer::start().await;
     let mut client = server.subscribe("client_id=a&topic=news").await;
     let form = |fields: &[(&str, &str)]| server.http.post(server.url("/push")).form(fields).send();
-    let response = form(&[
-        ("client_id", "a"),
-        ("message", "from a form"),
-        ("event", "note"),
-    ])
-    .await
-    .unwrap();
+    let response =
+        form(&[("client_id", "a"), ("message", "from a form"), ("event", "note")]).await.unwrap();
     assert_eq!(response.status(), 200);
-    let response = form(&[("topic", "news"), ("message", "topic form")])
-        .await
-        .unwrap();
+    let response = form(&[("topic", "news"), ("message", "topic form")]).await.unwrap();
     assert_eq!(response.status(), 200);
-    let response = form(&[("broadcast", "true"), ("message", "all form")])
-        .await
-        .unwrap();
+    let response = form(&[("broadcast", "true"), ("message", "all form")]).await.unwrap();
     let reply: serde_json::Value = response.json().await.unwrap();
     assert_eq!(reply["delivered"], 1);
     let event = client.next().await;
-    assert_eq!(
-        (event.event.as_str(), event.data.as_str()),
-        ("note", "from a form")
-    );
+    assert_eq!((event.event.as_str(), event.data.as_str()), ("note", "from a form"));
     assert_eq!(client.next_data().await, "topic form");
     assert_eq!(client.next_data().await, "all form");
 }

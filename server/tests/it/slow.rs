@@ -17,25 +17,18 @@ async fn a_stalled_reader_is_cut_off_and_a_fast_one_gets_everything() {
     let socket = TcpSocket::new_v4().unwrap();
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stalled = socket.connect(server.addr).await.unwrap();
-    stalled
-        .write_all(b"GET /sse?client_id=stalled HTTP/1.1\r\nHost: x\r\n\r\n")
-        .await
-        .unwrap();
+    stalled.write_all(b"GET /sse?client_id=stalled HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
     eventually(|| async { server.state.hub.clients().len() == 1 }).await;
 
     let mut fast = server.subscribe("client_id=fast").await;
     let message = "x".repeat(32 * 1024);
     let pushes = 200;
     for n in 0..pushes {
-        let (_, delivered) = server
-            .push(json!({"broadcast": true, "message": format!("{n} {message}")}))
-            .await;
+        let (_, delivered) =
+            server.push(json!({"broadcast": true, "message": format!("{n} {message}")})).await;
         assert!(delivered >= 1, "the fast client is always delivered to");
         let data = fast.next_data().await;
-        assert!(
-            data.starts_with(&format!("{n} ")),
-            "message {n} arrived in order"
-        );
+        assert!(data.starts_with(&format!("{n} ")), "message {n} arrived in order");
     }
 
     let metrics = server.state.hub.metrics();

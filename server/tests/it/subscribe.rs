@@ -8,12 +8,7 @@ async fn the_stream_has_the_contract_headers() {
     let server = TestServer::start().await;
     let client = server.subscribe("client_id=a").await;
     let header = |name: &str| {
-        client
-            .headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-            .to_owned()
+        client.headers.get(name).and_then(|v| v.to_str().ok()).unwrap_or("").to_owned()
     };
     assert_eq!(header("content-type"), "text/event-stream; charset=utf-8");
     assert_eq!(header("cache-control"), "no-cache, no-transform");
@@ -35,25 +30,16 @@ async fn the_stream_opens_with_retry_and_a_comment_at_once() {
             .await
             .unwrap()
             .unwrap();
-        assert!(
-            read > 0,
-            "connection closed: {}",
-            String::from_utf8_lossy(&received)
-        );
+        assert!(read > 0, "connection closed: {}", String::from_utf8_lossy(&received));
         received.extend_from_slice(&buffer[..read]);
     }
     let text = String::from_utf8_lossy(&received).to_ascii_lowercase();
     assert!(text.starts_with("http/1.1 200 ok\r\n"), "{text}");
-    assert!(
-        !text.contains("content-encoding"),
-        "a stream must never be compressed: {text}"
-    );
+    assert!(!text.contains("content-encoding"), "a stream must never be compressed: {text}");
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|window| window == needle)
+    haystack.windows(needle.len()).any(|window| window == needle)
 }
 
 #[tokio::test]
@@ -62,10 +48,7 @@ async fn shutdown_ends_open_streams_and_the_server_returns() {
     let mut first = server.subscribe("client_id=a").await;
     let mut second = server.subscribe("client_id=b&topic=t").await;
     let stopped = tokio::time::timeout(crate::support::PATIENCE, server.stop()).await;
-    assert!(
-        matches!(stopped, Ok(Ok(()))),
-        "the server returned: {stopped:?}"
-    );
+    assert!(matches!(stopped, Ok(Ok(()))), "the server returned: {stopped:?}");
     first.expect_end().await;
     second.expect_end().await;
 }

@@ -11,10 +11,7 @@ use herald::sse;
 fn parse(frame: bytes::Bytes) -> Vec<eventsource_stream::Event> {
     let chunks = futures::stream::iter([Ok::<_, std::convert::Infallible>(frame)]);
     futures::executor::block_on(
-        chunks
-            .eventsource()
-            .map(|event| event.expect("parsable"))
-            .collect(),
+        chunks.eventsource().map(|event| event.expect("parsable")).collect(),
     )
 }
 

@@ -37,22 +37,14 @@ impl TestServer {
     pub async fn start_with(args: &[&str]) -> Self {
         let argv = ["herald", "--listen", "127.0.0.1:0"].iter().chain(args);
         let config = Config::try_parse_from(argv).expect("valid test arguments");
-        let listener = TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind a loopback port");
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
         let state = AppState::new(config);
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(herald::server::serve(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
-        Self {
-            addr,
-            state,
-            http: reqwest::Client::new(),
-            stop: Some(stop),
-            task: Some(task),
-        }
+        Self { addr, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -66,13 +58,8 @@ impl TestServer {
         path: &str,
         body: &Value,
     ) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .request(method, self.url(path))
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+        let response =
+            self.http.request(method, self.url(path)).json(body).send().await.expect("request");
         json_response(response).await
     }
 
@@ -113,11 +100,7 @@ impl TestServer {
     /// Stops the server as SIGTERM would and waits for it to return.
     pub async fn stop(mut self) -> std::io::Result<()> {
         self.stop.take().map(|stop| stop.send(()));
-        self.task
-            .take()
-            .expect("running")
-            .await
-            .expect("server task")
+        self.task.take().expect("running").await.expect("server task")
     }
 }
 
@@ -155,10 +138,7 @@ impl SseClient {
             .bytes_stream()
             .eventsource()
             .map(|item| item.map_err(|error| error.to_string()));
-        Self {
-            headers,
-            events: Box::pin(events),
-        }
+        Self { headers, events: Box::pin(events) }
     }
 
     /// The next event, failing the test if none arrives in time or the stream ends.
@@ -196,10 +176,7 @@ where
 {
     let deadline = tokio::time::Instant::now() + PATIENCE;
     while !check().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "condition not met within {PATIENCE:?}"
-        );
+        assert!(tokio::time::Instant::now() < deadline, "condition not met within {PATIENCE:?}");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
