@@ -11,6 +11,10 @@ mod jobs;
 mod presence;
 /// Pushing to clients, topics and everyone; tabs; form bodies.
 mod push;
+/// Resume by Last-Event-ID, gaps, operator disconnects.
+mod resume;
+/// SIGTERM: streams end, the process exits in time.
+mod shutdown;
 /// A stalled reader is cut off without delaying anyone else.
 mod slow;
 /// Stream headers and opening bytes.

@@ -143,10 +143,15 @@ impl SseClient {
 
     /// The next event, failing the test if none arrives in time or the stream ends.
     pub async fn next(&mut self) -> Event {
+        self.next_or_end().await.expect("the stream ended")
+    }
+
+    /// The next event, or `None` when the stream ends; fails after [`PATIENCE`].
+    pub async fn next_or_end(&mut self) -> Option<Event> {
         match tokio::time::timeout(PATIENCE, self.events.next()).await {
-            Ok(Some(Ok(event))) => event,
+            Ok(Some(Ok(event))) => Some(event),
             Ok(Some(Err(error))) => panic!("stream error: {error}"),
-            Ok(None) => panic!("the stream ended"),
+            Ok(None) => None,
             Err(_) => panic!("no event within {PATIENCE:?}"),
         }
     }
