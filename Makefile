@@ -1,0 +1,18 @@
+# Herald's set-up commands. Each installs what is missing first.
+.PHONY: run test setup watch
+
+## Build and serve the app on http://127.0.0.1:3000 (in-memory broker).
+run:
+	bash scripts/run.sh
+
+## Run every test: fmt, clippy, unit, integration, Playwright end to end.
+test:
+	bash scripts/test.sh
+
+## Install the tools only.
+setup:
+	bash scripts/setup.sh
+
+## Develop with live rebuilds.
+watch: setup
+	. scripts/env.sh && cargo leptos watch

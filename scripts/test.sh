@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Every check CI runs: formatting, lints, unit and integration tests, then the
+# Playwright end-to-end tests against the real server in Debian's chromium.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+bash scripts/setup.sh
+
+phase() { echo; echo "==> $*"; }
+
+phase "cargo fmt --check"
+cargo fmt --all --check
+
+phase "cargo clippy (server, app; and the wasm frontend)"
+cargo clippy --workspace --all-targets -- -D warnings
+cargo clippy -p app --features ssr -- -D warnings
+cargo clippy -p frontend --target wasm32-unknown-unknown --features hydrate -- -D warnings
+
+phase "cargo test"
+cargo test --workspace
+# The hub must stand alone, without Leptos (DESIGN §2).
+cargo test -p server --no-default-features --lib
+
+phase "cargo leptos build"
+cargo leptos build
+
+phase "playwright"
+E2E_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+export E2E_PORT
+export HERALD_BIN="$CARGO_TARGET_DIR/debug/herald"
+export HERALD_SITE_ROOT="$PWD/target/site"
+(cd end2end && npx playwright test)
