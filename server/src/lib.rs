@@ -22,6 +22,8 @@
 //! - [`metrics`]: counters rendered for Prometheus.
 //! - [`server`]: the router and the serve loop with graceful shutdown.
 
+#![warn(missing_docs, unreachable_pub)]
+
 pub mod api;
 pub mod config;
 pub mod error;
