@@ -3,8 +3,9 @@
 # rebuilds in seconds.
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
-# cargo-leptos builds with this cfg in debug; using it for cargo test and clippy too
-# lets them reuse the same compiled dependencies (TOOLCHAIN.md, P9).
-export RUSTFLAGS="${RUSTFLAGS:---cfg erase_components}"
+# cargo-leptos adds `--cfg erase_components` to RUSTFLAGS in debug builds; cargo test
+# and clippy use the same flags (scripts/test.sh) so they reuse its compiled
+# dependencies (TOOLCHAIN.md, P9). Not exported here: cargo-leptos would add it twice.
+LEPTOS_DEBUG_RUSTFLAGS="--cfg erase_components"
 # npm's wasm-opt (binaryen 132) must win over any older wasm-opt on PATH.
 export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"

@@ -12,15 +12,17 @@ phase() { echo; echo "==> $*"; }
 phase "cargo fmt --check"
 cargo fmt --all --check
 
+with_cfg() { RUSTFLAGS="$LEPTOS_DEBUG_RUSTFLAGS" "$@"; }
+
 phase "cargo clippy (server, app; and the wasm frontend)"
-cargo clippy --workspace --all-targets -- -D warnings
-cargo clippy -p app --features ssr -- -D warnings
-cargo clippy -p frontend --target wasm32-unknown-unknown --features hydrate -- -D warnings
+with_cfg cargo clippy --workspace --all-targets -- -D warnings
+with_cfg cargo clippy -p app --features ssr -- -D warnings
+with_cfg cargo clippy -p frontend --target wasm32-unknown-unknown --features hydrate -- -D warnings
 
 phase "cargo test"
-cargo test --workspace
+with_cfg cargo test --workspace
 # The hub must stand alone, without Leptos (DESIGN §2).
-cargo test -p server --no-default-features --lib
+with_cfg cargo test -p server --no-default-features --lib
 
 phase "cargo leptos build"
 cargo leptos build

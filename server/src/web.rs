@@ -20,7 +20,7 @@ pub fn leptos_options(listen: SocketAddr) -> LeptosOptions {
         Ok(conf) => conf.leptos_options,
         Err(error) => {
             tracing::warn!("ignoring invalid LEPTOS_* settings: {error}");
-            LeptosOptions::default()
+            LeptosOptions::builder().output_name(OUTPUT_NAME).site_root("target/site").build()
         }
     };
     if options.output_name.is_empty() {
