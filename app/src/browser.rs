@@ -1,0 +1,236 @@
+//! Browser-only plumbing: an owned `EventSource`, the tab's session storage, the clock.
+//!
+//! Compiled only with `hydrate` or `csr`; the SSR build never sees `web_sys`.
+
+use wasm_bindgen::{JsCast, JsValue, closure::Closure};
+use web_sys::{Event, EventSource, MessageEvent};
+
+use crate::api::{self, CLIENT_ID_KEY, LAST_EVENT_ID_KEY};
+
+/// Where an `EventSource` stands, as `readyState` says after an `error` event.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AfterError {
+    /// `CONNECTING`: the browser retries by itself (sending `Last-Event-ID`).
+    Retrying,
+    /// `CLOSED`: the browser gave up (a non-200 answer, a wrong content type, or `close()`).
+    Closed,
+}
+
+/// A handler for one event name.
+type Listener = Closure<dyn FnMut(MessageEvent)>;
+
+/// An `EventSource` that owns its handlers.
+///
+/// `web_sys` rather than `gloo_net::eventsource`: the page must show the *real* connection
+/// state, which needs `onopen` and `readyState`, and gloo's wrapper exposes neither. Handlers
+/// are kept here (not `forget`-ed) so that dropping a `Source` frees them; `Drop` closes the
+/// stream first and detaches every handler, so no event can reach a freed closure.
+pub struct Source {
+    es: EventSource,
+    listeners: Vec<(String, Listener)>,
+    on_open: Option<Closure<dyn FnMut(Event)>>,
+    on_error: Option<Closure<dyn FnMut(Event)>>,
+}
+
+impl Source {
+    /// Opens `url` (same origin). Fails only for a URL the browser cannot parse.
+    pub fn open(url: &str) -> Result<Self, JsValue> {
+        Ok(Self {
+            es: EventSource::new(url)?,
+            listeners: Vec::new(),
+            on_open: None,
+            on_error: None,
+        })
+    }
+
+    /// A second handle on the same `EventSource`, for closing it from inside a handler
+    /// (the `Source` itself must outlive the handler that is running).
+    pub fn handle(&self) -> EventSource {
+        self.es.clone()
+    }
+
+    /// Runs `f` on every `open` (the first one and each successful reconnect).
+    pub fn on_open(&mut self, mut f: impl FnMut() + 'static) {
+        let closure = Closure::<dyn FnMut(Event)>::new(move |_: Event| f());
+        self.es.set_onopen(Some(closure.as_ref().unchecked_ref()));
+        self.on_open = Some(closure);
+    }
+
+    /// Runs `f` on every `error`, telling whether the browser will retry.
+    pub fn on_error(&mut self, mut f: impl FnMut(AfterError) + 'static) {
+        let es = self.es.clone();
+        let closure = Closure::<dyn FnMut(Event)>::new(move |_: Event| {
+            f(if es.ready_state() == EventSource::CLOSED {
+                AfterError::Closed
+            } else {
+                AfterError::Retrying
+            });
+        });
+        self.es.set_onerror(Some(closure.as_ref().unchecked_ref()));
+        self.on_error = Some(closure);
+    }
+
+    /// Whether a handler for the event name `name` is attached.
+    pub fn listens_to(&self, name: &str) -> bool {
+        self.listeners.iter().any(|(n, _)| n == name)
+    }
+
+    /// Runs `f` for every event named `name` (`message` for the default).
+    ///
+    /// EventSource only dispatches a named event to listeners for exactly that name, so a
+    /// page that wants an event must ask for it by name.
+    pub fn on(&mut self, name: &str, f: impl FnMut(MessageEvent) + 'static) {
+        let closure = Listener::new(f);
+        // Cannot fail: the target is a live EventSource and the callback a function.
+        let _ = self
+            .es
+            .add_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+        self.listeners.push((name.to_owned(), closure));
+    }
+}
+
+impl Drop for Source {
+    fn drop(&mut self) {
+        self.es.close();
+        self.es.set_onopen(None);
+        self.es.set_onerror(None);
+        for (name, closure) in &self.listeners {
+            let _ = self
+                .es
+                .remove_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+        }
+    }
+}
+
+/// The text of an event's `data`.
+pub fn event_data(event: &MessageEvent) -> String {
+    event.data().as_string().unwrap_or_default()
+}
+
+/// `encodeURIComponent`.
+pub fn encode(value: &str) -> String {
+    js_sys::encode_uri_component(value).into()
+}
+
+/// The local wall-clock time as `HH:MM:SS`.
+pub fn now_hms() -> String {
+    hms(&js_sys::Date::new_0())
+}
+
+/// An RFC 3339 time as local `HH:MM:SS`, or the text itself if the browser cannot parse it.
+pub fn local_hms(rfc3339: &str) -> String {
+    let date = js_sys::Date::new(&JsValue::from_str(rfc3339));
+    if date.get_time().is_nan() {
+        rfc3339.to_owned()
+    } else {
+        hms(&date)
+    }
+}
+
+fn hms(date: &js_sys::Date) -> String {
+    format!(
+        "{:02}:{:02}:{:02}",
+        date.get_hours(),
+        date.get_minutes(),
+        date.get_seconds()
+    )
+}
+
+fn session_storage() -> Option<web_sys::Storage> {
+    web_sys::window()?.session_storage().ok().flatten()
+}
+
+/// This tab's client id: the one kept in `sessionStorage`, or a new one stored there.
+///
+/// Storage can be unavailable (privacy modes, sandboxed frames); the page then still works
+/// with an id that lasts until the next reload.
+pub fn client_id() -> String {
+    let storage = session_storage();
+    if let Some(id) = storage
+        .as_ref()
+        .and_then(|s| s.get_item(CLIENT_ID_KEY).ok().flatten())
+        .filter(|id| api::is_valid_client_id(id))
+    {
+        return id;
+    }
+    let id = new_client_id();
+    if let Some(storage) = storage {
+        let _ = storage.set_item(CLIENT_ID_KEY, &id);
+    }
+    id
+}
+
+/// `tab-` and 16 hex digits (64 random bits).
+///
+/// `crypto.getRandomValues` rather than `crypto.randomUUID`: the latter exists only in secure
+/// contexts, and Herald is often tried over plain HTTP on a LAN address.
+fn new_client_id() -> String {
+    let mut bytes = [0u8; 8];
+    let filled = web_sys::window()
+        .and_then(|w| w.crypto().ok())
+        .is_some_and(|c| c.get_random_values_with_u8_array(&mut bytes).is_ok());
+    if !filled {
+        for b in &mut bytes {
+            // Truncation intended: one random byte.
+            *b = (js_sys::Math::random() * 256.0) as u8;
+        }
+    }
+    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+    format!("tab-{hex}")
+}
+
+/// The id of the last client-stream event this tab saw, if any.
+pub fn last_event_id() -> Option<String> {
+    session_storage()?
+        .get_item(LAST_EVENT_ID_KEY)
+        .ok()
+        .flatten()
+        .filter(|id| !id.is_empty())
+}
+
+/// Remembers `id` as the last client-stream event seen (ignored when empty).
+pub fn set_last_event_id(id: &str) {
+    if let (false, Some(storage)) = (id.is_empty(), session_storage()) {
+        let _ = storage.set_item(LAST_EVENT_ID_KEY, id);
+    }
+}
+
+/// `GET url` and read a JSON answer.
+///
+/// # Errors
+/// A sentence for the page: the server's `{"error": …}` text, the status line, or why the
+/// request or its answer failed.
+pub async fn get_json<R: serde::de::DeserializeOwned>(url: &str) -> Result<R, String> {
+    read_json(gloo_net::http::Request::get(url).send().await).await
+}
+
+/// `POST url` with a JSON body and read a JSON answer.
+///
+/// # Errors
+/// As for [`get_json`].
+pub async fn post_json<B, R>(url: &str, body: &B) -> Result<R, String>
+where
+    B: serde::Serialize,
+    R: serde::de::DeserializeOwned,
+{
+    let request = gloo_net::http::Request::post(url)
+        .json(body)
+        .map_err(|e| format!("Could not build the request: {e}"))?;
+    read_json(request.send().await).await
+}
+
+async fn read_json<R: serde::de::DeserializeOwned>(
+    sent: Result<gloo_net::http::Response, gloo_net::Error>,
+) -> Result<R, String> {
+    let response = sent.map_err(|e| format!("Could not reach the server: {e}"))?;
+    if response.ok() {
+        return response
+            .json::<R>()
+            .await
+            .map_err(|e| format!("Unexpected answer from the server: {e}"));
+    }
+    Err(match response.json::<api::ApiError>().await {
+        Ok(api::ApiError { error }) => error,
+        Err(_) => format!("{} {}", response.status(), response.status_text()),
+    })
+}
