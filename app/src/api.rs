@@ -20,9 +20,7 @@ pub const LAST_EVENT_ID_KEY: &str = "herald.last_event_id";
 /// Whether `id` is a valid client id: 1–128 chars of `A-Z a-z 0-9 . _ ~ -`.
 pub fn is_valid_client_id(id: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&id.len())
-        && id
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
+        && id.bytes().all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b'~' | b'-'))
 }
 
 /// Whether `topic` is a valid topic: the client-id alphabet plus `/` and `:`.
@@ -148,10 +146,7 @@ impl PushTargetKind {
 
     /// The inverse of [`value`](Self::value); unknown values fall back to `Client`.
     pub fn from_value(value: &str) -> Self {
-        Self::ALL
-            .into_iter()
-            .find(|k| k.value() == value)
-            .unwrap_or_default()
+        Self::ALL.into_iter().find(|k| k.value() == value).unwrap_or_default()
     }
 }
 
@@ -247,8 +242,8 @@ pub struct Progress {
 /// # Errors
 /// `Err` carries the task's error text, or a note that the data was not understood.
 pub fn task_outcome(data: &str) -> Result<String, String> {
-    let value: serde_json::Value = serde_json::from_str(data)
-        .map_err(|e| format!("unreadable final event ({e}): {data}"))?;
+    let value: serde_json::Value =
+        serde_json::from_str(data).map_err(|e| format!("unreadable final event ({e}): {data}"))?;
     if let Some(error) = value.get("error") {
         return Err(display_json(error));
     }
@@ -320,18 +315,12 @@ mod tests {
 
     #[test]
     fn stream_url_repeats_topic_and_encodes_values() {
-        assert_eq!(
-            client_stream_url("tab-1", &[], None, plain),
-            "/sse?client_id=tab-1"
-        );
+        assert_eq!(client_stream_url("tab-1", &[], None, plain), "/sse?client_id=tab-1");
         assert_eq!(
             client_stream_url("tab-1", &["a/b".into(), "c".into()], Some("e1-7-c"), plain),
             "/sse?client_id=tab-1&topic=a%2Fb&topic=c&last_event_id=e1-7-c"
         );
-        assert_eq!(
-            client_stream_url("tab-1", &[], Some(""), plain),
-            "/sse?client_id=tab-1"
-        );
+        assert_eq!(client_stream_url("tab-1", &[], Some(""), plain), "/sse?client_id=tab-1");
     }
 
     #[test]
@@ -358,10 +347,7 @@ mod tests {
             r#"{"topic":"news","message":"{\"a\":1}","event":"x"}"#
         );
         let to_all = PushRequest::new(PushTargetKind::Everyone, "ignored", "m".into(), " ");
-        assert_eq!(
-            serde_json::to_string(&to_all).unwrap(),
-            r#"{"broadcast":true,"message":"m"}"#
-        );
+        assert_eq!(serde_json::to_string(&to_all).unwrap(), r#"{"broadcast":true,"message":"m"}"#);
     }
 
     #[test]
@@ -383,10 +369,7 @@ mod tests {
     #[test]
     fn task_outcome_shows_strings_as_is_and_other_json_compact() {
         assert_eq!(task_outcome(r#"{"result":"all good"}"#), Ok("all good".into()));
-        assert_eq!(
-            task_outcome(r#"{"result": {"a": [1, 2]}}"#),
-            Ok(r#"{"a":[1,2]}"#.into())
-        );
+        assert_eq!(task_outcome(r#"{"result": {"a": [1, 2]}}"#), Ok(r#"{"a":[1,2]}"#.into()));
         assert_eq!(task_outcome(r#"{"result":null}"#), Ok("null".into()));
         assert_eq!(task_outcome(r#"{"error":"boom"}"#), Err("boom".into()));
         assert!(task_outcome("nope").is_err());

@@ -82,9 +82,7 @@ impl Source {
     pub fn on(&mut self, name: &str, f: impl FnMut(MessageEvent) + 'static) {
         let closure = Listener::new(f);
         // Cannot fail: the target is a live EventSource and the callback a function.
-        let _ = self
-            .es
-            .add_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+        let _ = self.es.add_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
         self.listeners.push((name.to_owned(), closure));
     }
 }
@@ -95,9 +93,8 @@ impl Drop for Source {
         self.es.set_onopen(None);
         self.es.set_onerror(None);
         for (name, closure) in &self.listeners {
-            let _ = self
-                .es
-                .remove_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
+            let _ =
+                self.es.remove_event_listener_with_callback(name, closure.as_ref().unchecked_ref());
         }
     }
 }
@@ -120,20 +117,11 @@ pub fn now_hms() -> String {
 /// An RFC 3339 time as local `HH:MM:SS`, or the text itself if the browser cannot parse it.
 pub fn local_hms(rfc3339: &str) -> String {
     let date = js_sys::Date::new(&JsValue::from_str(rfc3339));
-    if date.get_time().is_nan() {
-        rfc3339.to_owned()
-    } else {
-        hms(&date)
-    }
+    if date.get_time().is_nan() { rfc3339.to_owned() } else { hms(&date) }
 }
 
 fn hms(date: &js_sys::Date) -> String {
-    format!(
-        "{:02}:{:02}:{:02}",
-        date.get_hours(),
-        date.get_minutes(),
-        date.get_seconds()
-    )
+    format!("{:02}:{:02}:{:02}", date.get_hours(), date.get_minutes(), date.get_seconds())
 }
 
 fn session_storage() -> Option<web_sys::Storage> {
@@ -181,11 +169,7 @@ fn new_client_id() -> String {
 
 /// The id of the last client-stream event this tab saw, if any.
 pub fn last_event_id() -> Option<String> {
-    session_storage()?
-        .get_item(LAST_EVENT_ID_KEY)
-        .ok()
-        .flatten()
-        .filter(|id| !id.is_empty())
+    session_storage()?.get_item(LAST_EVENT_ID_KEY).ok().flatten().filter(|id| !id.is_empty())
 }
 
 /// Remembers `id` as the last client-stream event seen (ignored when empty).

@@ -25,15 +25,12 @@ pub fn ConnectionPanel(stream: ClientStream) -> impl IntoView {
 
     let client_id = move || stream.client_id.get().unwrap_or_else(|| "…".to_owned());
     let state = move || stream.state.get().label();
-    let subscribed = move || {
-        stream.topics.with(|topics| {
-            if topics.is_empty() {
-                "none".to_owned()
-            } else {
-                topics.join(", ")
-            }
-        })
-    };
+    let subscribed =
+        move || {
+            stream.topics.with(|topics| {
+                if topics.is_empty() { "none".to_owned() } else { topics.join(", ") }
+            })
+        };
 
     view! {
         <section class="card connection" aria-label="Connection">

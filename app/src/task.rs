@@ -93,10 +93,7 @@ pub fn TaskPanel() -> impl IntoView {
         match request {
             Some((steps, interval_ms)) => runner.start(DemoJobRequest { steps, interval_ms }),
             None => task.update(|t| {
-                *t = TaskView {
-                    run: t.run + 1,
-                    ..TaskView::default()
-                };
+                *t = TaskView { run: t.run + 1, ..TaskView::default() };
                 t.finish(Err("Steps must be a whole number above 0 and the interval a \
                               whole number of milliseconds."
                     .to_owned()));
