@@ -24,12 +24,14 @@ with_cfg cargo test --workspace
 # The hub must stand alone, without Leptos (DESIGN §2).
 with_cfg cargo test -p server --no-default-features --lib
 
-phase "cargo leptos build"
-cargo leptos build
+# Release, as `make run` serves it: this also proves the wasm-opt step (npm binaryen)
+# and the deep view types that only a release build meets.
+phase "cargo leptos build --release"
+cargo leptos build --release
 
 phase "playwright"
 E2E_PORT=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export E2E_PORT
-export HERALD_BIN="$CARGO_TARGET_DIR/debug/herald"
+export HERALD_BIN="$CARGO_TARGET_DIR/release/herald"
 export HERALD_SITE_ROOT="$PWD/target/site"
 (cd end2end && npx playwright test)

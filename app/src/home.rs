@@ -17,12 +17,14 @@ pub fn HomePage() -> impl IntoView {
             <h1>"Herald"</h1>
             <p class="tagline">"Server push over Server-Sent Events"</p>
         </header>
+        // Each panel is type-erased: the page's full view type is otherwise deep enough
+        // to overflow rustc's query depth in release builds (without erase_components).
         <main class="panels">
-            <ConnectionPanel stream/>
-            <PushForm stream/>
-            <MessageList stream/>
-            <TaskPanel/>
-            <ClientsPanel client_id=stream.client_id/>
+            {view! { <ConnectionPanel stream/> }.into_any()}
+            {view! { <PushForm stream/> }.into_any()}
+            {view! { <MessageList stream/> }.into_any()}
+            {view! { <TaskPanel/> }.into_any()}
+            {view! { <ClientsPanel client_id=stream.client_id/> }.into_any()}
         </main>
     }
 }

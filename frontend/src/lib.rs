@@ -1,6 +1,9 @@
 //! The wasm entry point: hydrates the server-rendered [`app::App`] (cargo-leptos) or,
 //! for the client-side Trunk build, mounts it from scratch.
 
+// Leptos view types nest deeply; release builds need more than the default 128.
+#![recursion_limit = "256"]
+
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]
 pub fn hydrate() {

@@ -23,6 +23,8 @@
 //! - [`server`]: the router and the serve loop with graceful shutdown.
 
 #![warn(missing_docs, unreachable_pub)]
+// Leptos view types (the web app is rendered here) nest deeply in release builds.
+#![recursion_limit = "256"]
 
 pub mod api;
 pub mod config;
