@@ -23,6 +23,10 @@ pub const DEFAULT_EVENT: &str = "message";
 /// The event the server sends when history no longer holds everything since `Last-Event-ID`.
 pub const GAP_EVENT: &str = "gap";
 
+/// The empty event that opens every stream; its id is where the stream went live, so a
+/// tab that has received nothing yet still resumes from there after a reload.
+pub const POSITION_EVENT: &str = "herald.position";
+
 /// The state of the client stream, as shown on the page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -107,6 +111,7 @@ impl ClientStream {
         let known = name.is_empty()
             || name == DEFAULT_EVENT
             || name == GAP_EVENT
+            || name == POSITION_EVENT
             || self.listen.with_untracked(|l| l.iter().any(|n| n == name));
         if !known {
             self.listen.update(|l| l.push(name.to_owned()));
@@ -148,6 +153,9 @@ impl ClientStream {
                     AfterError::Retrying => ConnectionState::Reconnecting,
                     AfterError::Closed => ConnectionState::Closed,
                 });
+            });
+            source.on(POSITION_EVENT, move |event| {
+                browser::set_last_event_id(&event.last_event_id());
             });
             source.on(GAP_EVENT, move |event| {
                 browser::set_last_event_id(&event.last_event_id());

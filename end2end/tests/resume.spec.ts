@@ -76,3 +76,31 @@ test("a gap is shown to the person", async ({ browser, request }) => {
   await herald.expectMessage("missed 104");
   await expect(herald.messages).toHaveCount(100);
 });
+
+test("a tab that has received nothing yet still gets what was pushed during its reload", async ({
+  browser,
+  request,
+}) => {
+  const herald = await HeraldPage.open(browser);
+  const id = await herald.id();
+  await expect(herald.messages).toHaveCount(0);
+
+  let release!: () => void;
+  const held = new Promise<void>((resolve) => (release = resolve));
+  let requested!: () => void;
+  const streamRequested = new Promise<void>((resolve) => (requested = resolve));
+  await herald.page.route("**/sse?*", async (route) => {
+    requested();
+    await held;
+    await route.continue();
+  });
+  const reloading = herald.page.reload();
+  await streamRequested;
+  await apiPush(request, { client_id: id, message: "first ever, during reload" });
+  release();
+  await reloading;
+  await herald.waitUntilLive();
+  await herald.expectMessage("first ever, during reload");
+  await expect(herald.gapNotice).toHaveCount(0);
+  await herald.page.unrouteAll({ behavior: "ignoreErrors" });
+});

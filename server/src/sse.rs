@@ -62,14 +62,16 @@ pub fn preamble(retry_millis: u64) -> Bytes {
     frame.freeze()
 }
 
-/// An event with an id and nothing else. A browser dispatches nothing for it, but
-/// does adopt the id as its last event id (WHATWG "dispatch the event", step 1 runs
-/// before the empty-data check), so its next reconnect resumes from there.
+/// The event type of a [`position_marker`].
+pub const POSITION_EVENT: &str = "herald.position";
+
+/// Tells the client where its stream went live: an empty event of type
+/// [`POSITION_EVENT`] whose id is that position. The browser adopts the id as its last
+/// event id, so even a tab that has received no message yet resumes from the right
+/// place when EventSource reconnects; a page that listens for the event can also keep
+/// the id (say, across a reload). Listeners for `message` never see it.
 pub fn position_marker(id: &str) -> Bytes {
-    let mut frame = BytesMut::with_capacity(id.len() + 6);
-    put_field(&mut frame, "id", id);
-    frame.put_u8(b'\n');
-    frame.freeze()
+    encode_event(Some(id), Some(POSITION_EVENT), "")
 }
 
 /// Writes `name: value\n`, dropping any character that would end the line early.
@@ -198,6 +200,6 @@ mod tests {
         assert_eq!(&comment("heartbeat")[..], b": heartbeat\n\n");
         assert_eq!(&comment("a\nb")[..], b": ab\n\n");
         assert_eq!(&preamble(3000)[..], b"retry: 3000\n: herald\n\n");
-        assert_eq!(&position_marker("e-7-p")[..], b"id: e-7-p\n\n");
+        assert_eq!(&position_marker("e-7-p")[..], b"id: e-7-p\nevent: herald.position\ndata: \n\n");
     }
 }

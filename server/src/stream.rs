@@ -70,7 +70,10 @@ mod tests {
         let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
         let mut stream = Box::pin(event_stream(subscription, OPTIONS));
         assert_eq!(next_text(&mut stream).await, "retry: 2500\n: herald\n\n");
-        assert!(next_text(&mut stream).await.ends_with("-0-p\n\n"), "the position marker");
+        assert!(
+            next_text(&mut stream).await.ends_with("-0-p\nevent: herald.position\ndata: \n\n"),
+            "the position marker"
+        );
 
         let started = tokio::time::Instant::now();
         assert_eq!(next_text(&mut stream).await, ": heartbeat\n\n");

@@ -37,7 +37,7 @@ async fn push(
     JsonOrForm(request): JsonOrForm<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiError> {
     let target = request.target()?;
-    let event = request.event.as_deref().map(str::parse::<EventName>).transpose()?;
+    let event = request.event.as_deref().map(EventName::for_push).transpose()?;
     let message = request.message.ok_or_else(|| {
         ApiError::BadRequest("message is required: a string or any JSON value".to_owned())
     })?;

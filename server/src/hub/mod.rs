@@ -27,7 +27,8 @@ use registry::{ConnId, Registry};
 pub use subscriber::{Next, Subscription};
 use subscriber::{Offer, Subscriber};
 use types::{
-    ClientId, DisconnectReason, Epoch, EventId, EventName, Payload, Position, Target, Topic,
+    ClientId, DisconnectReason, Epoch, EventId, EventName, GAP_EVENT, Payload, Position, Target,
+    Topic,
 };
 
 /// Tunables the hub needs; the server fills them from its configuration.
@@ -332,9 +333,6 @@ impl Hub {
     }
 }
 
-/// The event name of the frame that announces missed messages.
-pub const GAP_EVENT: &str = "gap";
-
 /// What a resuming client is sent before live messages.
 struct Replay {
     frames: Vec<bytes::Bytes>,
@@ -377,7 +375,9 @@ mod tests {
     async fn next_frame(subscription: &mut Subscription) -> String {
         loop {
             match subscription.next().await {
-                Next::Frame(frame) if frame.ends_with(b"-p\n\n") => continue,
+                Next::Frame(frame) if frame.ends_with(b"event: herald.position\ndata: \n\n") => {
+                    continue;
+                }
                 Next::Frame(frame) => return String::from_utf8(frame.to_vec()).unwrap(),
                 Next::Closed(reason) => panic!("closed: {reason:?}"),
             }

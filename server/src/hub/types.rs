@@ -17,6 +17,8 @@ pub enum InvalidValue {
     Topic,
     /// An event name that is empty, too long or holds a control character.
     EventName,
+    /// An event name Herald uses for its own events.
+    ReservedEventName,
     /// A string that is not an event id Herald issued.
     EventId,
 }
@@ -28,6 +30,9 @@ impl fmt::Display for InvalidValue {
             Self::Topic => "topic must be 1 to 128 characters of A-Z a-z 0-9 . _ ~ - / :",
             Self::EventName => {
                 "event must be 1 to 128 characters with no line break or other control character"
+            }
+            Self::ReservedEventName => {
+                "event names gap and herald.* are reserved for Herald's own events"
             }
             Self::EventId => "not an event id issued by this hub",
         })
@@ -95,11 +100,34 @@ checked_string!(
 
 checked_string!(
     /// The SSE `event:` field: never empty, never a control character, so it can
-    /// neither break a line nor smuggle a NUL.
+    /// neither break a line nor smuggle a NUL. Parse it with [`EventName::for_push`],
+    /// which also keeps Herald's own event names out of applications' messages.
     EventName,
     InvalidValue::EventName,
     |c: char| !c.is_control()
 );
+
+/// The event that announces messages a resuming client can no longer be sent.
+pub const GAP_EVENT: &str = "gap";
+
+/// The event names Herald sends itself: [`GAP_EVENT`], and everything under `herald.`.
+pub fn is_reserved_event_name(name: &str) -> bool {
+    name == GAP_EVENT || name.starts_with("herald.")
+}
+
+impl EventName {
+    /// An event name an application may push: valid, and not one of Herald's own
+    /// (a pushed `gap` would make pages believe they missed messages).
+    ///
+    /// # Errors
+    /// [`InvalidValue::EventName`] or [`InvalidValue::ReservedEventName`].
+    pub fn for_push(name: &str) -> Result<Self, InvalidValue> {
+        if is_reserved_event_name(name) {
+            return Err(InvalidValue::ReservedEventName);
+        }
+        name.parse()
+    }
+}
 
 /// Who a message is for: exactly one of these.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -214,8 +242,8 @@ impl EventId {
 }
 
 /// A point in a history, which is what a client resumes from. Parsed from any event id
-/// Herald issued; written as `{epoch}-{seq}-p` in the id-only marker that tells a
-/// browser where its stream went live (see [`crate::sse::position_marker`]).
+/// Herald issued; written as `{epoch}-{seq}-p` in the marker that tells a browser
+/// where its stream went live (see [`crate::sse::position_marker`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct Position {
     /// The history this position belongs to.

@@ -110,6 +110,18 @@ async fn bad_pushes_are_refused_with_clear_errors() {
             "event must be",
         ),
         (
+            "reserved gap",
+            json!({"broadcast": true, "event": "gap", "message": "x"}),
+            StatusCode::BAD_REQUEST,
+            "reserved",
+        ),
+        (
+            "reserved herald.*",
+            json!({"broadcast": true, "event": "herald.position", "message": "x"}),
+            StatusCode::BAD_REQUEST,
+            "reserved",
+        ),
+        (
             "wrong type",
             json!({"client_id": 5, "message": "x"}),
             StatusCode::BAD_REQUEST,

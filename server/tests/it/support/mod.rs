@@ -146,13 +146,18 @@ impl SseClient {
         self.next_or_end().await.expect("the stream ended")
     }
 
-    /// The next event, or `None` when the stream ends; fails after [`PATIENCE`].
+    /// The next event, or `None` when the stream ends; fails after [`PATIENCE`]. The
+    /// position marker every stream starts with is skipped, as a page's `message`
+    /// listener would never see it.
     pub async fn next_or_end(&mut self) -> Option<Event> {
-        match tokio::time::timeout(PATIENCE, self.events.next()).await {
-            Ok(Some(Ok(event))) => Some(event),
-            Ok(Some(Err(error))) => panic!("stream error: {error}"),
-            Ok(None) => None,
-            Err(_) => panic!("no event within {PATIENCE:?}"),
+        loop {
+            match tokio::time::timeout(PATIENCE, self.events.next()).await {
+                Ok(Some(Ok(event))) if event.event == herald::sse::POSITION_EVENT => {}
+                Ok(Some(Ok(event))) => return Some(event),
+                Ok(Some(Err(error))) => panic!("stream error: {error}"),
+                Ok(None) => return None,
+                Err(_) => panic!("no event within {PATIENCE:?}"),
+            }
         }
     }
 
@@ -163,11 +168,8 @@ impl SseClient {
 
     /// Waits for the stream to end, failing on any further event.
     pub async fn expect_end(&mut self) {
-        match tokio::time::timeout(PATIENCE, self.events.next()).await {
-            Ok(None) => {}
-            Ok(Some(Ok(event))) => panic!("expected the end, got {event:?}"),
-            Ok(Some(Err(error))) => panic!("stream error: {error}"),
-            Err(_) => panic!("the stream did not end within {PATIENCE:?}"),
+        if let Some(event) = self.next_or_end().await {
+            panic!("expected the end, got {event:?}");
         }
     }
 }
