@@ -31,29 +31,14 @@ test("a reload shows the messages pushed during the reload", async ({ browser, r
   await apiPush(request, { client_id: id, message: "seen before reload" });
   await herald.expectMessage("seen before reload");
 
-  // Hold the reloaded page's stream request: by then the old page is gone, and what
-  // is pushed now reaches no connection at all.
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  let requested!: () => void;
-  const streamRequested = new Promise<void>((resolve) => (requested = resolve));
-  await herald.page.route("**/sse?*", async (route) => {
-    requested();
-    await held;
-    await route.continue();
+  await herald.reloadWhile(async () => {
+    for (const message of ["during reload 1", "during reload 2"]) {
+      await apiPush(request, { client_id: id, message });
+    }
   });
-  const reloading = herald.page.reload();
-  await streamRequested;
-  for (const message of ["during reload 1", "during reload 2"]) {
-    await apiPush(request, { client_id: id, message });
-  }
-  release();
-  await reloading;
-  await herald.waitUntilLive();
   await herald.expectMessage("during reload 1");
   await herald.expectMessage("during reload 2");
   expect(await herald.messageData()).toEqual(["during reload 1", "during reload 2"]);
-  await herald.page.unrouteAll({ behavior: "ignoreErrors" });
 });
 
 test("a gap is shown to the person", async ({ browser, request }) => {
@@ -85,22 +70,9 @@ test("a tab that has received nothing yet still gets what was pushed during its 
   const id = await herald.id();
   await expect(herald.messages).toHaveCount(0);
 
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  let requested!: () => void;
-  const streamRequested = new Promise<void>((resolve) => (requested = resolve));
-  await herald.page.route("**/sse?*", async (route) => {
-    requested();
-    await held;
-    await route.continue();
+  await herald.reloadWhile(async () => {
+    await apiPush(request, { client_id: id, message: "first ever, during reload" });
   });
-  const reloading = herald.page.reload();
-  await streamRequested;
-  await apiPush(request, { client_id: id, message: "first ever, during reload" });
-  release();
-  await reloading;
-  await herald.waitUntilLive();
   await herald.expectMessage("first ever, during reload");
   await expect(herald.gapNotice).toHaveCount(0);
-  await herald.page.unrouteAll({ behavior: "ignoreErrors" });
 });
