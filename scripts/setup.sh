@@ -4,6 +4,7 @@
 # npm or Debian (see ../shared/TOOLCHAIN.md for why each version is pinned).
 set -euo pipefail
 cd "$(dirname "$0")/.."
+source scripts/env.sh
 
 CARGO_LEPTOS_VERSION=0.3.10   # 0.3.11 needs rustc >= 1.96
 WASM_BINDGEN_VERSION=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
