@@ -15,6 +15,8 @@ sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 missing_debs=()
 command -v chromium >/dev/null || missing_debs+=(chromium)
+# Redis for the scale-out tests: each test run starts its own on a loopback port.
+command -v redis-server >/dev/null || missing_debs+=(redis-server)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   step sudo_if_needed apt-get update -qq
   step sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_debs[@]}"

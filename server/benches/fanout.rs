@@ -15,14 +15,15 @@ fn payload() -> Payload {
 
 /// Messages per second published to a single client with one connection.
 async fn unicast(messages: usize) {
-    let hub = Hub::new(HubOptions { queue_capacity: messages + 1, ..HubOptions::default() });
+    let hub = Hub::new(HubOptions { queue_capacity: messages + 1, ..HubOptions::default() })
+        .expect("an in-memory hub");
     let client = "one".parse().expect("valid id");
-    let mut subscription = hub.subscribe(client, Vec::new(), None).expect("subscribe");
+    let mut subscription = hub.subscribe(client, Vec::new(), None).await.expect("subscribe");
     let target = Target::Client("one".parse().expect("valid id"));
     let payload = payload();
     let started = Instant::now();
     for _ in 0..messages {
-        hub.publish(&target, None, &payload).expect("publish");
+        hub.publish(&target, None, &payload).await.expect("publish");
     }
     let elapsed = started.elapsed();
     // The marker, then every message.
@@ -39,11 +40,12 @@ async fn unicast(messages: usize) {
 
 /// Broadcasts to `subscribers` connections, each drained by its own task.
 async fn broadcast(subscribers: usize, broadcasts: usize) {
-    let hub = Hub::new(HubOptions { queue_capacity: broadcasts + 1, ..HubOptions::default() });
+    let hub = Hub::new(HubOptions { queue_capacity: broadcasts + 1, ..HubOptions::default() })
+        .expect("an in-memory hub");
     let mut readers = Vec::with_capacity(subscribers);
     for n in 0..subscribers {
         let client = format!("c{n}").parse().expect("valid id");
-        let mut subscription = hub.subscribe(client, Vec::new(), None).expect("subscribe");
+        let mut subscription = hub.subscribe(client, Vec::new(), None).await.expect("subscribe");
         readers.push(tokio::spawn(async move {
             let mut received = 0;
             while received <= broadcasts {
@@ -60,7 +62,7 @@ async fn broadcast(subscribers: usize, broadcasts: usize) {
     let mut publish_time = Duration::ZERO;
     for _ in 0..broadcasts {
         let one = Instant::now();
-        let published = hub.publish(&Target::Broadcast, None, &payload).expect("publish");
+        let published = hub.publish(&Target::Broadcast, None, &payload).await.expect("publish");
         publish_time += one.elapsed();
         assert_eq!(published.delivered, subscribers);
         tokio::task::yield_now().await;

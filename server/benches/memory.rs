@@ -20,6 +20,7 @@ fn hub(per_target: usize) -> Hub {
         history: HistoryOptions { per_target, max_bytes: usize::MAX, ..HistoryOptions::default() },
         ..HubOptions::default()
     })
+    .expect("an in-memory hub")
 }
 
 fn report(what: &str, count: usize, before: usize, started: Instant) {
@@ -40,7 +41,7 @@ async fn main() {
     let one_target = hub(count);
     let (before, started) = (rss_bytes(), Instant::now());
     for _ in 0..count {
-        one_target.publish(&Target::Broadcast, None, &payload).ok();
+        one_target.publish(&Target::Broadcast, None, &payload).await.ok();
     }
     report("history: message of 100 bytes, one target", count, before, started);
 
@@ -48,7 +49,7 @@ async fn main() {
     let (before, started) = (rss_bytes(), Instant::now());
     for n in 0..count {
         let client = Target::Client(format!("client-{n:08}").parse().expect("valid id"));
-        many_targets.publish(&client, None, &payload).ok();
+        many_targets.publish(&client, None, &payload).await.ok();
     }
     report("history: target with one 100-byte message", count, before, started);
 
@@ -57,7 +58,7 @@ async fn main() {
     let mut held = Vec::with_capacity(count);
     for n in 0..count {
         let client = format!("tab-{n:08}").parse().expect("valid id");
-        held.push(connections.subscribe(client, Vec::new(), None).ok());
+        held.push(connections.subscribe(client, Vec::new(), None).await.ok());
     }
     report("hub: idle subscription (no socket, no HTTP)", count, before, started);
     drop(held);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::hub::jobs::JobOptions;
-use crate::hub::{HistoryOptions, HubOptions};
+use crate::hub::{BrokerOptions, HistoryOptions, HubOptions, RedisOptions};
 use crate::stream::StreamOptions;
 
 /// Herald: a server-push hub for the browser over Server-Sent Events.
@@ -73,6 +73,22 @@ pub struct Config {
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// Share messages, history, presence and tasks with other nodes through this Redis (redis://HOST:PORT/DB); without it, everything stays in this process.
+    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL", value_parser = redis_url)]
+    pub redis_url: Option<String>,
+
+    /// Prefix of every Redis key and channel Herald uses, so several clusters can share one Redis.
+    #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald", value_parser = redis_prefix)]
+    pub redis_prefix: String,
+
+    /// With Redis: a node that stops refreshing its presence (it died) drops out of GET /clients after this long.
+    #[arg(long, env = "HERALD_PRESENCE_TTL", default_value = "15s", value_parser = presence_ttl)]
+    pub presence_ttl: Duration,
+
+    /// This node's name in the cluster [default: random].
+    #[arg(long, env = "HERALD_NODE_ID", value_parser = node_id)]
+    pub node_id: Option<String>,
+
     /// Log filter, in tracing's EnvFilter syntax (e.g. info, herald=debug).
     #[arg(long, env = "HERALD_LOG", default_value = "info")]
     pub log: String,
@@ -111,6 +127,17 @@ impl Config {
                 idle_timeout: self.job_idle_timeout,
                 max_jobs: self.max_jobs as usize,
             },
+            broker: match &self.redis_url {
+                None => BrokerOptions::Memory,
+                Some(url) => BrokerOptions::Redis(RedisOptions {
+                    url: url.clone(),
+                    prefix: self.redis_prefix.clone(),
+                    node_id: self.node_id.clone().unwrap_or_else(|| {
+                        uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
+                    }),
+                    presence_ttl: self.presence_ttl,
+                }),
+            },
         }
     }
 
@@ -126,6 +153,41 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
         Ok(duration) => Ok(duration),
         Err(error) => Err(format!("{error} (examples: 15s, 500ms, 2m)")),
     }
+}
+
+fn redis_url(text: &str) -> Result<String, String> {
+    redis::Client::open(text)
+        .map(|_| text.to_owned())
+        .map_err(|error| format!("{error} (example: redis://127.0.0.1:6379/0)"))
+}
+
+/// Key prefixes are written into keys and channel names: keep them to plain words.
+fn redis_prefix(text: &str) -> Result<String, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | ':');
+    if !text.is_empty() && text.len() <= 64 && text.chars().all(plain) {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of A-Z a-z 0-9 . _ - :".to_owned())
+    }
+}
+
+fn node_id(text: &str) -> Result<String, String> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-');
+    if !text.is_empty() && text.len() <= 64 && text.chars().all(plain) {
+        Ok(text.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of A-Z a-z 0-9 . _ -".to_owned())
+    }
+}
+
+/// Presence is refreshed every third of the TTL; under a second would mean a write
+/// to Redis every few hundred milliseconds per node for little gain.
+fn presence_ttl(text: &str) -> Result<Duration, String> {
+    let ttl = positive_duration(text)?;
+    if ttl < Duration::from_secs(1) {
+        return Err("must be at least 1s".to_owned());
+    }
+    Ok(ttl)
 }
 
 #[cfg(test)]

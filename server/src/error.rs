@@ -32,6 +32,8 @@ pub enum ApiError {
     TooManyRequests(String),
     /// 503: the node is shutting down.
     ShuttingDown,
+    /// 503: the broker the node depends on cannot be reached.
+    Unavailable(String),
 }
 
 impl ApiError {
@@ -44,7 +46,7 @@ impl ApiError {
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
-            Self::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            Self::ShuttingDown | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -68,7 +70,8 @@ impl std::fmt::Display for ApiError {
             | Self::Conflict(text)
             | Self::PayloadTooLarge(text)
             | Self::UnsupportedMediaType(text)
-            | Self::TooManyRequests(text) => f.write_str(text),
+            | Self::TooManyRequests(text)
+            | Self::Unavailable(text) => f.write_str(text),
             Self::MethodNotAllowed => f.write_str("method not allowed on this path"),
             Self::ShuttingDown => HubError::ShuttingDown.fmt(f),
         }
@@ -117,6 +120,7 @@ impl From<HubError> for ApiError {
     fn from(error: HubError) -> Self {
         match error {
             HubError::ShuttingDown => Self::ShuttingDown,
+            HubError::Unavailable(_) => Self::Unavailable(error.to_string()),
         }
     }
 }
@@ -130,6 +134,7 @@ impl From<JobError> for ApiError {
             JobError::StepOutOfRange { .. } => Self::BadRequest(text),
             JobError::TooMany => Self::TooManyRequests(text),
             JobError::ShuttingDown => Self::ShuttingDown,
+            JobError::Unavailable(_) => Self::Unavailable(text),
         }
     }
 }

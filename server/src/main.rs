@@ -34,7 +34,7 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!("listening on http://{local}");
-    let state = AppState::new(config);
+    let state = AppState::new(config).map_err(|error| error.to_string())?;
     server::serve(listener, state, shutdown_signal())
         .await
         .map_err(|error| format!("server error: {error}"))

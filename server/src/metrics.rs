@@ -89,9 +89,13 @@ impl Metrics {
         self.disconnects[reason as usize].fetch_add(1, Relaxed);
     }
 
-    pub(crate) fn published(&self, kind: TargetKind, delivered: usize) {
+    pub(crate) fn published(&self, kind: TargetKind) {
         self.published[kind as usize].fetch_add(1, Relaxed);
-        self.deliveries.fetch_add(delivered as u64, Relaxed);
+    }
+
+    /// Frames queued on this node's connections (whichever node accepted the push).
+    pub(crate) fn delivered(&self, connections: usize) {
+        self.deliveries.fetch_add(connections as u64, Relaxed);
     }
 
     pub(crate) fn publish_took(&self, elapsed: Duration) {

@@ -42,14 +42,21 @@ pub async fn serve(
         let hub = hub.clone();
         async move { hub.shutting_down().await }
     });
-    tokio::select! {
+    let result = tokio::select! {
         result = server.into_future() => result,
         () = grace_elapsed(&hub, grace) => {
             tracing::warn!("shutdown grace period of {} elapsed; exiting", humantime::format_duration(grace));
             Ok(())
         }
+    };
+    if tokio::time::timeout(LEAVE_TIMEOUT, hub.leave()).await.is_err() {
+        tracing::warn!("could not withdraw this node's presence in time; it will expire");
     }
+    result
 }
+
+/// How long leaving the cluster may take on the way out.
+const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 
 async fn grace_elapsed(hub: &crate::Hub, grace: Duration) {
     hub.shutting_down().await;

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use axum::extract::FromRef;
 
 use crate::config::Config;
-use crate::hub::Hub;
+use crate::hub::{Hub, StartError};
 
 /// The application state: the hub and the configuration (and, with the `ssr`
 /// feature, the Leptos options the web app is rendered with).
@@ -23,12 +23,15 @@ pub struct AppState {
 impl AppState {
     /// Builds the state for `config`, creating the hub. Must be called inside a Tokio
     /// runtime.
-    pub fn new(config: Config) -> Self {
-        Self {
-            hub: Hub::new(config.hub_options()),
+    ///
+    /// # Errors
+    /// [`StartError`] when the hub's broker cannot be set up.
+    pub fn new(config: Config) -> Result<Self, StartError> {
+        Ok(Self {
+            hub: Hub::new(config.hub_options())?,
             #[cfg(feature = "ssr")]
             leptos_options: crate::web::leptos_options(config.listen_addr()),
             config: Arc::new(config),
-        }
+        })
     }
 }

@@ -66,8 +66,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn opens_with_the_preamble_and_beats_only_when_quiet() {
-        let hub = Hub::new(HubOptions::default());
-        let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
+        let hub = Hub::new(HubOptions::default()).unwrap();
+        let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).await.unwrap();
         let mut stream = Box::pin(event_stream(subscription, OPTIONS));
         assert_eq!(next_text(&mut stream).await, "retry: 2500\n: herald\n\n");
         assert!(
@@ -81,7 +81,7 @@ mod tests {
 
         tokio::time::advance(Duration::from_secs(10)).await;
         let published =
-            hub.publish(&Target::Broadcast, None, &Payload::from("m".to_owned())).unwrap();
+            hub.publish(&Target::Broadcast, None, &Payload::from("m".to_owned())).await.unwrap();
         assert_eq!(next_text(&mut stream).await, format!("id: {}\ndata: m\n\n", published.id));
         let quiet_since = tokio::time::Instant::now();
         assert_eq!(next_text(&mut stream).await, ": heartbeat\n\n");
@@ -94,8 +94,8 @@ mod tests {
 
     #[tokio::test]
     async fn ends_when_the_hub_closes_the_subscription() {
-        let hub = Hub::new(HubOptions::default());
-        let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
+        let hub = Hub::new(HubOptions::default()).unwrap();
+        let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).await.unwrap();
         let mut stream = Box::pin(event_stream(subscription, OPTIONS));
         next_text(&mut stream).await;
         next_text(&mut stream).await;

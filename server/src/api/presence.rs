@@ -16,8 +16,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/clients/{id}", axum::routing::delete(disconnect))
 }
 
-async fn clients(State(state): State<AppState>) -> Json<Value> {
-    Json(json!({"clients": state.hub.clients()}))
+async fn clients(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+    Ok(Json(json!({"clients": state.hub.clients().await?})))
 }
 
 /// Closes every stream of one client, an operator's tool: the browser reconnects by
@@ -27,7 +27,7 @@ async fn disconnect(
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let client: ClientId = id.parse()?;
-    match state.hub.disconnect_client(&client) {
+    match state.hub.disconnect_client(&client).await? {
         0 => Err(ApiError::NotFound(format!("client {client} has no open stream"))),
         closed => Ok(Json(json!({"client_id": client, "disconnected": closed}))),
     }

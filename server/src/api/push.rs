@@ -49,7 +49,7 @@ async fn push(
             payload.len()
         )));
     }
-    let published = state.hub.publish(&target, event.as_ref(), &payload)?;
+    let published = state.hub.publish(&target, event.as_ref(), &payload).await?;
     Ok(Json(PushResponse { id: published.id.to_string(), delivered: published.delivered }))
 }
 

@@ -23,7 +23,7 @@ async fn subscribe(
     let query =
         SubscribeQuery::parse(query.as_deref().unwrap_or(""), state.config.max_topics as usize)?;
     let resume_from = last_event_id(&headers, query.last_event_id.as_deref());
-    let subscription = state.hub.subscribe(query.client_id, query.topics, resume_from)?;
+    let subscription = state.hub.subscribe(query.client_id, query.topics, resume_from).await?;
     Ok(event_stream_response(subscription, state.config.stream_options()))
 }
 

@@ -70,6 +70,8 @@ pub enum JobError {
     TooMany,
     /// The node is shutting down.
     ShuttingDown,
+    /// The broker that holds tasks cannot be reached.
+    Unavailable(String),
 }
 
 impl std::fmt::Display for JobError {
@@ -80,6 +82,7 @@ impl std::fmt::Display for JobError {
             Self::StepOutOfRange { step, total } => write!(f, "step {step} is outside 0..={total}"),
             Self::TooMany => f.write_str("too many tasks on this node; retry later"),
             Self::ShuttingDown => f.write_str("this node is shutting down; retry on another node"),
+            Self::Unavailable(error) => write!(f, "the message broker is unavailable: {error}"),
         }
     }
 }
@@ -173,7 +176,7 @@ impl Job {
         let id = self.last_event_id() + 1;
         let frame = sse::encode_event(Some(&id.to_string()), Some(name), &data.to_string());
         for watcher in self.watchers.values() {
-            watcher.offer(&frame);
+            watcher.offer(id, &frame);
         }
         self.events.push_back(frame);
         if self.events.len() > MAX_EVENTS_PER_JOB {
@@ -367,7 +370,7 @@ impl Jobs {
                 shared.metrics.connection_closed(reason);
             }
         });
-        Ok(Watch::Stream(Subscription::new(replay, subscriber, unregister)))
+        Ok(Watch::Stream(Subscription::new(replay, None, subscriber, unregister)))
     }
 
     /// Starts the built-in simulated task: `steps` steps, one every `interval`, then a

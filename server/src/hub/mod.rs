@@ -6,6 +6,8 @@
 //! hub knows nothing of HTTP: the API layer turns requests into calls on it, and a
 //! [`Subscription`] into a response body.
 
+pub(crate) mod broker;
+mod fanout;
 mod history;
 pub mod jobs;
 mod registry;
@@ -14,21 +16,21 @@ pub mod types;
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::sse;
-use history::History;
+use broker::{Broker, Health, Unavailable};
+use fanout::Fanout;
 pub use history::HistoryOptions;
 pub use jobs::Jobs;
 pub use registry::ClientPresence;
-use registry::{ConnId, Registry};
+use subscriber::Subscriber;
 pub use subscriber::{Next, Subscription};
-use subscriber::{Offer, Subscriber};
 use types::{
-    ClientId, DisconnectReason, Epoch, EventId, EventName, GAP_EVENT, Payload, Position, Target,
-    Topic,
+    ClientId, DisconnectReason, Epoch, EventId, EventName, GAP_EVENT, Payload, Target, Topic,
 };
 
 /// Tunables the hub needs; the server fills them from its configuration.
@@ -40,6 +42,8 @@ pub struct HubOptions {
     pub history: HistoryOptions,
     /// Options for task streams.
     pub jobs: jobs::JobOptions,
+    /// Which broker the hub runs on.
+    pub broker: BrokerOptions,
 }
 
 impl Default for HubOptions {
@@ -48,34 +52,93 @@ impl Default for HubOptions {
             queue_capacity: 1024,
             history: HistoryOptions::default(),
             jobs: jobs::JobOptions::default(),
+            broker: BrokerOptions::Memory,
         }
     }
 }
 
+/// Which broker to run on, chosen at start.
+#[derive(Debug, Clone)]
+pub enum BrokerOptions {
+    /// One node, everything in memory.
+    Memory,
+    /// Several nodes sharing one Redis.
+    Redis(RedisOptions),
+}
+
+/// Where the shared Redis is and how this node appears in it.
+#[derive(Debug, Clone)]
+pub struct RedisOptions {
+    /// `redis://…` or `rediss://…`.
+    pub url: String,
+    /// Prepended to every key and channel, so several clusters can share a Redis.
+    pub prefix: String,
+    /// This node's name in presence.
+    pub node_id: String,
+    /// A node that stops refreshing its presence (it died) disappears after this.
+    pub presence_ttl: Duration,
+}
+
 /// The hub refused a request.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub enum HubError {
     /// The node is shutting down and takes no new streams or messages.
     ShuttingDown,
+    /// The broker cannot be reached, so the message could not be sent cluster-wide.
+    Unavailable(Unavailable),
 }
 
 impl std::fmt::Display for HubError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::ShuttingDown => f.write_str("this node is shutting down; retry on another node"),
+            Self::Unavailable(unavailable) => unavailable.fmt(f),
         }
     }
 }
 
 impl std::error::Error for HubError {}
 
+impl From<Unavailable> for HubError {
+    fn from(unavailable: Unavailable) -> Self {
+        Self::Unavailable(unavailable)
+    }
+}
+
+/// The hub could not be created.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StartError(pub String);
+
+impl std::fmt::Display for StartError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for StartError {}
+
 /// What became of a published message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Published {
     /// The id the message was given.
     pub id: EventId,
-    /// How many live connections it was queued on.
+    /// How many live connections it was queued on (cluster-wide with Redis: those
+    /// registered in presence when the message was accepted).
     pub delivered: usize,
+}
+
+/// How the node is doing, for `/healthz`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct HealthReport {
+    /// `ok`, or `degraded` when the broker cannot be reached.
+    pub status: &'static str,
+    /// `memory` or `redis`.
+    pub broker: &'static str,
+    /// What is wrong, when degraded.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Streams open on this node.
+    pub connections: i64,
 }
 
 /// A handle to the hub. Clones share the same state.
@@ -86,58 +149,66 @@ pub struct Hub {
 
 #[derive(Debug)]
 struct Shared {
-    /// A `std` mutex: publish and (un)register are short and never await, and keeping
-    /// id assignment and fan-out under one lock is what makes every connection see
-    /// ids in increasing order.
-    state: Mutex<State>,
-    epoch: Epoch,
+    fanout: Arc<Fanout>,
+    broker: Broker,
     queue_capacity: usize,
     metrics: Arc<Metrics>,
     jobs: Jobs,
     shutdown: CancellationToken,
 }
 
-#[derive(Debug)]
-struct State {
-    last_seq: u64,
-    registry: Registry,
-    history: History,
-}
-
-/// How often idle history is swept for expired messages (publishing and resuming
-/// expire it too, so this only bounds how long memory is held when nothing happens).
-const HISTORY_SWEEP_INTERVAL: std::time::Duration = std::time::Duration::from_secs(1);
-
 impl Hub {
-    /// Creates an empty hub with a fresh epoch. Must be called inside a Tokio runtime
-    /// (it starts the task-expiry sweeper).
-    pub fn new(options: HubOptions) -> Self {
+    /// Creates a hub on the broker `options` names. Must be called inside a Tokio
+    /// runtime (it starts background tasks). A Redis broker connects in the
+    /// background: the node starts even while Redis is down, and reports degraded.
+    ///
+    /// # Errors
+    /// [`StartError`] when the broker's settings are unusable (a malformed Redis URL).
+    pub fn new(options: HubOptions) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
         let jobs =
             Jobs::new(options.jobs, options.queue_capacity, metrics.clone(), shutdown.clone());
+        let epoch = Epoch::random();
+        let (fanout, broker) = match options.broker {
+            BrokerOptions::Memory => {
+                let head = types::Position { epoch: epoch.clone(), seq: 0 };
+                let fanout = Arc::new(Fanout::new(metrics.clone(), Some(head)));
+                let broker =
+                    broker::memory::MemoryBroker::new(options.history, epoch, fanout.clone());
+                (fanout, Broker::Memory(broker))
+            }
+            BrokerOptions::Redis(redis) => {
+                let fanout = Arc::new(Fanout::new(metrics.clone(), None));
+                let broker = broker::redis::RedisBroker::start(
+                    &redis,
+                    &options.history,
+                    fanout.clone(),
+                    shutdown.clone(),
+                )
+                .map_err(|error| {
+                    StartError(format!("cannot use Redis at the given URL: {error}"))
+                })?;
+                (fanout, Broker::Redis(broker))
+            }
+        };
         let shared = Shared {
-            state: Mutex::new(State {
-                last_seq: 0,
-                registry: Registry::default(),
-                history: History::new(options.history),
-            }),
-            epoch: Epoch::random(),
+            fanout,
+            broker,
             queue_capacity: options.queue_capacity,
             metrics,
             jobs,
             shutdown,
         };
-        let hub = Self { shared: Arc::new(shared) };
-        tokio::spawn(sweep_history(Arc::downgrade(&hub.shared)));
-        hub
+        Ok(Self { shared: Arc::new(shared) })
     }
 
-    /// Sends a message to its target's live connections.
+    /// Sends a message to its target's live connections, on every node.
     ///
     /// # Errors
-    /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called.
-    pub fn publish(
+    /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called;
+    /// [`HubError::Unavailable`] when the broker cannot take it.
+    pub async fn publish(
         &self,
         target: &Target,
         event: Option<&EventName>,
@@ -147,55 +218,38 @@ impl Hub {
             return Err(HubError::ShuttingDown);
         }
         let started = std::time::Instant::now();
-        let mut state = lock(&self.shared.state);
-        state.last_seq += 1;
-        let id =
-            EventId { epoch: self.shared.epoch.clone(), seq: state.last_seq, kind: target.kind() };
-        let frame = sse::encode_event(
-            Some(&id.to_string()),
-            event.map(EventName::as_str),
-            payload.as_str(),
-        );
-        state.history.append(id.seq, target, frame.clone());
-        let mut delivered = 0;
-        let mut overflowed = Vec::new();
-        state.registry.for_each_target(target, |conn, subscriber| match subscriber.offer(&frame) {
-            Offer::Queued => delivered += 1,
-            Offer::Overflowed => overflowed.push(conn),
-            Offer::Closed => {}
-        });
-        // A connection cut off as slow leaves the registry now, not when its stream
-        // is next polled: a stalled socket may not be polled for a long time.
-        for conn in overflowed {
-            if state.registry.unregister(conn) {
-                self.shared.metrics.connection_closed(DisconnectReason::Slow);
-            }
-        }
-        drop(state);
-        self.shared.metrics.published(target.kind(), delivered);
+        let frame_without_id =
+            sse::encode_event(None, event.map(EventName::as_str), payload.as_str());
+        let accepted = self.shared.broker.publish(target, frame_without_id).await?;
+        self.shared.metrics.published(target.kind());
         self.shared.metrics.publish_took(started.elapsed());
-        Ok(Published { id, delivered })
+        Ok(Published { id: accepted.id, delivered: accepted.delivered })
     }
 
     /// Opens a stream for `client`, joined to `topics` (duplicates are ignored).
     ///
-    /// With `last_event_id` (any id this hub issued, or one from an older history),
-    /// the stream first replays what the client missed: every held message for its
-    /// id, its topics and broadcasts newer than that id, in order, preceded by a
-    /// `gap` event when some are no longer held. Registration and the history
-    /// snapshot happen under the same lock as publishing, so nothing falls between
-    /// replay and live delivery and nothing is sent twice. Every stream then gets a
-    /// position marker, so even a client that has seen no message yet resumes from
-    /// the right place.
+    /// With `last_event_id` (any id this hub's history issued, or one from an older
+    /// history), the stream first replays what the client missed: every held message
+    /// for its id, its topics and broadcasts newer than that id, in order, preceded
+    /// by a `gap` event when some are no longer held. The connection is registered
+    /// before the history is read and live frames the replay already covers are
+    /// skipped, so nothing falls between replay and live delivery and nothing is sent
+    /// twice. Every stream then gets a position marker, so even a client that has
+    /// seen no message yet resumes from the right place.
     ///
     /// # Errors
-    /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called.
-    pub fn subscribe(
+    /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called;
+    /// [`HubError::Unavailable`] when a replay was asked for and the broker cannot
+    /// be read (better a retry than a silent hole).
+    pub async fn subscribe(
         &self,
         client: ClientId,
         topics: Vec<Topic>,
         last_event_id: Option<&str>,
     ) -> Result<Subscription, HubError> {
+        if self.is_shutting_down() {
+            return Err(HubError::ShuttingDown);
+        }
         let mut seen = HashSet::new();
         let topics: Vec<Topic> =
             topics.into_iter().filter(|topic| seen.insert(topic.clone())).collect();
@@ -204,85 +258,76 @@ impl Hub {
         targets.extend(topics.iter().cloned().map(Target::Topic));
         targets.push(Target::Broadcast);
         let subscriber = Arc::new(Subscriber::new(self.shared.queue_capacity));
-        let (conn, replay, head) = {
-            let mut state = lock(&self.shared.state);
-            // Checked under the lock so that shutdown, which closes every registered
-            // connection under the same lock, cannot miss this one.
-            if self.is_shutting_down() {
-                return Err(HubError::ShuttingDown);
-            }
-            let replay = last_event_id.map(|id| self.missed(&mut state, id, &targets));
-            let head = Position { epoch: self.shared.epoch.clone(), seq: state.last_seq };
-            let conn = state.registry.register(client, topics, subscriber.clone());
-            (conn, replay, head)
-        };
-        self.shared.metrics.connection_opened();
+        let (conn, head) = self.shared.fanout.register(client, topics, subscriber.clone());
+        // Shutdown closes every registered connection after setting its flag; one
+        // registered just after that is closed here.
+        if self.is_shutting_down() {
+            subscriber.close(DisconnectReason::Shutdown);
+        }
+        let fanout = Arc::downgrade(&self.shared.fanout);
+        // From here on, dropping the subscription (an error below, a client that
+        // went away during the replay read) unregisters the connection.
+        let subscription = Subscription::new(
+            VecDeque::new(),
+            None,
+            subscriber,
+            Box::new(move |reason| {
+                if let Some(fanout) = fanout.upgrade() {
+                    fanout.unregister(conn, reason);
+                }
+            }),
+        );
         let mut frames = VecDeque::new();
-        if let Some(replay) = replay {
-            self.shared.metrics.replayed(replay.frames.len(), replay.gap.is_some());
-            frames.extend(replay.gap);
-            frames.extend(replay.frames);
-        }
-        frames.push_back(sse::position_marker(&head.to_string()));
-        Ok(Subscription::new(frames, subscriber, self.unregister_on_drop(conn)))
-    }
-
-    /// What `targets` missed since the client's `last_event_id`, with the `gap` frame
-    /// to send first if some of it is gone.
-    fn missed(&self, state: &mut State, last_event_id: &str, targets: &[Target]) -> Replay {
-        let known = last_event_id
-            .parse::<Position>()
-            .ok()
-            .filter(|seen| seen.epoch == self.shared.epoch && seen.seq <= state.last_seq);
-        let (missed, reason) = match known {
-            Some(seen) => {
-                let missed = state.history.missed_since(seen.seq, targets);
-                let reason = missed.gap.then_some("evicted");
-                (missed, reason)
+        let (position, replayed_through) = match last_event_id {
+            None => (head, None),
+            Some(last_event_id) => {
+                let missed = self.shared.broker.missed(last_event_id, &targets).await?;
+                self.shared.metrics.replayed(missed.frames.len(), missed.gap.is_some());
+                if let Some(reason) = missed.gap {
+                    let data =
+                        serde_json::json!({"last_event_id": last_event_id, "reason": reason});
+                    frames.push_back(sse::encode_event(None, Some(GAP_EVENT), &data.to_string()));
+                }
+                frames.extend(missed.frames);
+                let through = missed.head.seq;
+                (Some(missed.head), Some(through))
             }
-            // An id from another history (this node restarted, say): everything held
-            // is newer than it, and whatever came before is unknowable.
-            None => (state.history.missed_since(0, targets), Some("unknown")),
         };
-        let gap = reason.map(|reason| {
-            let data = serde_json::json!({"last_event_id": last_event_id, "reason": reason});
-            sse::encode_event(None, Some(GAP_EVENT), &data.to_string())
-        });
-        Replay { frames: missed.frames, gap }
-    }
-
-    /// Closes every connection of `client` on this node (they reconnect and resume).
-    /// Returns how many were closed.
-    pub fn disconnect_client(&self, client: &ClientId) -> usize {
-        let mut state = lock(&self.shared.state);
-        let mut kicked = Vec::new();
-        state.registry.for_each_target(&Target::Client(client.clone()), |conn, subscriber| {
-            if subscriber.close(DisconnectReason::Kicked) {
-                kicked.push(conn);
-            }
-        });
-        for conn in &kicked {
-            if state.registry.unregister(*conn) {
-                self.shared.metrics.connection_closed(DisconnectReason::Kicked);
-            }
+        if let Some(position) = position {
+            frames.push_back(sse::position_marker(&position.to_string()));
         }
-        kicked.len()
+        Ok(subscription.with_replay(frames, replayed_through))
     }
 
-    fn unregister_on_drop(&self, conn: ConnId) -> subscriber::Unregister {
-        let hub = Arc::downgrade(&self.shared);
-        Box::new(move |reason| {
-            let Some(shared) = hub.upgrade() else { return };
-            let removed = lock(&shared.state).registry.unregister(conn);
-            if removed {
-                shared.metrics.connection_closed(reason);
-            }
-        })
+    /// Closes every connection of `client` on every node (they reconnect and resume).
+    /// Returns how many were open.
+    ///
+    /// # Errors
+    /// [`HubError::Unavailable`] when the broker cannot be reached.
+    pub async fn disconnect_client(&self, client: &ClientId) -> Result<usize, HubError> {
+        Ok(self.shared.broker.disconnect(client).await?)
     }
 
-    /// The clients connected to this node.
-    pub fn clients(&self) -> Vec<ClientPresence> {
-        lock(&self.shared.state).registry.presence()
+    /// The clients connected to any node.
+    ///
+    /// # Errors
+    /// [`HubError::Unavailable`] when the broker cannot be reached.
+    pub async fn clients(&self) -> Result<Vec<ClientPresence>, HubError> {
+        Ok(self.shared.broker.clients().await?)
+    }
+
+    /// Whether the node can do its work: its broker is reachable.
+    pub async fn health(&self) -> HealthReport {
+        let (status, error) = match self.shared.broker.health().await {
+            Health::Ok => ("ok", None),
+            Health::Degraded(error) => ("degraded", Some(error)),
+        };
+        HealthReport {
+            status,
+            broker: self.shared.broker.name(),
+            error,
+            connections: self.shared.metrics.open_connections(),
+        }
     }
 
     /// Task streams.
@@ -298,10 +343,8 @@ impl Hub {
     /// All metrics in the Prometheus text format, including the gauges read from the
     /// hub's state (clients, history size, tasks).
     pub fn render_metrics(&self) -> String {
-        let (clients, (messages, bytes)) = {
-            let state = lock(&self.shared.state);
-            (state.registry.client_count(), state.history.size())
-        };
+        let clients = self.shared.fanout.client_count();
+        let (messages, bytes) = self.shared.broker.local_history_size();
         self.shared.metrics.render(&crate::metrics::Gauges {
             clients,
             history_messages: messages,
@@ -313,13 +356,15 @@ impl Hub {
     /// Stops taking streams and messages and ends every open stream (queued frames are
     /// still written), so that clients reconnect elsewhere and servers can drain.
     pub fn shutdown(&self) {
-        let state = lock(&self.shared.state);
         self.shared.shutdown.cancel();
-        for subscriber in state.registry.subscribers() {
-            subscriber.close(DisconnectReason::Shutdown);
-        }
-        drop(state);
+        self.shared.fanout.close_all(DisconnectReason::Shutdown);
         self.shared.jobs.shutdown();
+    }
+
+    /// Leaves the cluster once streams have ended: withdraws this node's presence at
+    /// once rather than letting it expire.
+    pub async fn leave(&self) {
+        self.shared.broker.leave().await;
     }
 
     /// Whether [`Hub::shutdown`] has been called.
@@ -330,26 +375,6 @@ impl Hub {
     /// Resolves when [`Hub::shutdown`] is called.
     pub async fn shutting_down(&self) {
         self.shared.shutdown.cancelled().await;
-    }
-}
-
-/// What a resuming client is sent before live messages.
-struct Replay {
-    frames: Vec<bytes::Bytes>,
-    gap: Option<bytes::Bytes>,
-}
-
-/// Expires history until the hub is gone or shutting down.
-async fn sweep_history(shared: std::sync::Weak<Shared>) {
-    let mut tick = tokio::time::interval(HISTORY_SWEEP_INTERVAL);
-    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-    loop {
-        tick.tick().await;
-        let Some(shared) = shared.upgrade() else { return };
-        if shared.shutdown.is_cancelled() {
-            return;
-        }
-        lock(&shared.state).history.expire(tokio::time::Instant::now());
     }
 }
 
@@ -364,7 +389,7 @@ mod tests {
     use super::*;
 
     fn hub() -> Hub {
-        Hub::new(HubOptions::default())
+        Hub::new(HubOptions::default()).unwrap()
     }
 
     fn text(payload: &str) -> Payload {
@@ -387,8 +412,9 @@ mod tests {
     #[tokio::test]
     async fn ids_increase_and_carry_the_target_kind() {
         let hub = hub();
-        let first = hub.publish(&Target::Broadcast, None, &text("a")).unwrap();
-        let second = hub.publish(&Target::Topic("t".parse().unwrap()), None, &text("b")).unwrap();
+        let first = hub.publish(&Target::Broadcast, None, &text("a")).await.unwrap();
+        let second =
+            hub.publish(&Target::Topic("t".parse().unwrap()), None, &text("b")).await.unwrap();
         assert_eq!(second.id.seq, first.id.seq + 1);
         assert_eq!(second.id.epoch, first.id.epoch);
         assert!(second.id.to_string().ends_with("-t"));
@@ -397,16 +423,16 @@ mod tests {
     #[tokio::test]
     async fn a_unicast_reaches_every_tab_of_its_client_only() {
         let hub = hub();
-        let mut tab1 = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
-        let mut tab2 = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
-        let mut other = hub.subscribe("b".parse().unwrap(), vec![], None).unwrap();
+        let mut tab1 = hub.subscribe("a".parse().unwrap(), vec![], None).await.unwrap();
+        let mut tab2 = hub.subscribe("a".parse().unwrap(), vec![], None).await.unwrap();
+        let mut other = hub.subscribe("b".parse().unwrap(), vec![], None).await.unwrap();
         let published =
-            hub.publish(&Target::Client("a".parse().unwrap()), None, &text("hi")).unwrap();
+            hub.publish(&Target::Client("a".parse().unwrap()), None, &text("hi")).await.unwrap();
         assert_eq!(published.delivered, 2);
         let expected = format!("id: {}\ndata: hi\n\n", published.id);
         assert_eq!(next_frame(&mut tab1).await, expected);
         assert_eq!(next_frame(&mut tab2).await, expected);
-        hub.publish(&Target::Client("b".parse().unwrap()), None, &text("b only")).unwrap();
+        hub.publish(&Target::Client("b".parse().unwrap()), None, &text("b only")).await.unwrap();
         assert!(next_frame(&mut other).await.contains("data: b only"));
     }
 
@@ -414,28 +440,28 @@ mod tests {
     async fn dropping_a_subscription_unregisters_it() {
         let hub = hub();
         let subscription =
-            hub.subscribe("a".parse().unwrap(), vec!["t".parse().unwrap()], None).unwrap();
-        assert_eq!(hub.clients().len(), 1);
+            hub.subscribe("a".parse().unwrap(), vec!["t".parse().unwrap()], None).await.unwrap();
+        assert_eq!(hub.clients().await.unwrap().len(), 1);
         drop(subscription);
-        assert!(hub.clients().is_empty());
+        assert!(hub.clients().await.unwrap().is_empty());
         assert_eq!(hub.metrics().disconnects(DisconnectReason::ClientClosed), 1);
-        assert_eq!(hub.publish(&Target::Broadcast, None, &text("x")).unwrap().delivered, 0);
+        assert_eq!(hub.publish(&Target::Broadcast, None, &text("x")).await.unwrap().delivered, 0);
     }
 
     #[tokio::test]
     async fn shutdown_ends_streams_and_refuses_new_work() {
         let hub = hub();
-        let mut subscription = hub.subscribe("a".parse().unwrap(), vec![], None).unwrap();
-        hub.publish(&Target::Broadcast, None, &text("last")).unwrap();
+        let mut subscription = hub.subscribe("a".parse().unwrap(), vec![], None).await.unwrap();
+        hub.publish(&Target::Broadcast, None, &text("last")).await.unwrap();
         hub.shutdown();
         assert!(next_frame(&mut subscription).await.contains("data: last"));
         assert_eq!(subscription.next().await, Next::Closed(DisconnectReason::Shutdown));
         assert_eq!(
-            hub.subscribe("b".parse().unwrap(), vec![], None).unwrap_err(),
+            hub.subscribe("b".parse().unwrap(), vec![], None).await.unwrap_err(),
             HubError::ShuttingDown
         );
         assert_eq!(
-            hub.publish(&Target::Broadcast, None, &text("x")).unwrap_err(),
+            hub.publish(&Target::Broadcast, None, &text("x")).await.unwrap_err(),
             HubError::ShuttingDown
         );
     }

@@ -33,7 +33,7 @@ struct ClientEntry {
 }
 
 /// One connected client as presence reports it.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ClientPresence {
     /// The client's id.
     pub client_id: ClientId,
@@ -67,11 +67,10 @@ impl Registry {
         id
     }
 
-    /// Removes a connection. Returns false if it was not registered (any more).
-    pub(crate) fn unregister(&mut self, id: ConnId) -> bool {
-        let Some(conn) = self.conns.remove(&id) else {
-            return false;
-        };
+    /// Removes a connection; returns its client and topics, or `None` if it was not
+    /// registered (any more).
+    pub(crate) fn unregister(&mut self, id: ConnId) -> Option<(ClientId, Box<[Topic]>)> {
+        let conn = self.conns.remove(&id)?;
         for topic in conn.topics.iter() {
             if let Some(members) = self.topics.get_mut(topic) {
                 members.remove(&id);
@@ -86,7 +85,7 @@ impl Registry {
                 self.clients.remove(&conn.client);
             }
         }
-        true
+        Some((conn.client, conn.topics))
     }
 
     /// Calls `deliver` with every connection the target reaches.
@@ -124,26 +123,47 @@ impl Registry {
         self.conns.values().map(|conn| &conn.subscriber)
     }
 
+    /// How many connections are open.
+    pub(crate) fn connection_count(&self) -> usize {
+        self.conns.len()
+    }
+
+    /// Every connected client's id.
+    pub(crate) fn client_ids(&self) -> Vec<ClientId> {
+        self.clients.keys().cloned().collect()
+    }
+
+    /// Every topic some connection joined.
+    pub(crate) fn topic_names(&self) -> Vec<Topic> {
+        self.topics.keys().cloned().collect()
+    }
+
+    /// How many connections joined `topic`.
+    pub(crate) fn topic_connections(&self, topic: &Topic) -> usize {
+        self.topics.get(topic).map_or(0, HashSet::len)
+    }
+
+    /// One client's presence, if it is connected.
+    pub(crate) fn client_presence(&self, client: &ClientId) -> Option<ClientPresence> {
+        let entry = self.clients.get(client)?;
+        let topics: BTreeSet<&Topic> = entry
+            .conns
+            .iter()
+            .filter_map(|id| self.conns.get(id))
+            .flat_map(|conn| conn.topics.iter())
+            .collect();
+        Some(ClientPresence {
+            client_id: client.clone(),
+            connections: entry.conns.len(),
+            topics: topics.into_iter().cloned().collect(),
+            connected_since: humantime::format_rfc3339_seconds(entry.since).to_string(),
+        })
+    }
+
     /// The connected clients, sorted by id.
     pub(crate) fn presence(&self) -> Vec<ClientPresence> {
-        let mut clients: Vec<ClientPresence> = self
-            .clients
-            .iter()
-            .map(|(client, entry)| {
-                let topics: BTreeSet<&Topic> = entry
-                    .conns
-                    .iter()
-                    .filter_map(|id| self.conns.get(id))
-                    .flat_map(|conn| conn.topics.iter())
-                    .collect();
-                ClientPresence {
-                    client_id: client.clone(),
-                    connections: entry.conns.len(),
-                    topics: topics.into_iter().cloned().collect(),
-                    connected_since: humantime::format_rfc3339_seconds(entry.since).to_string(),
-                }
-            })
-            .collect();
+        let mut clients: Vec<ClientPresence> =
+            self.clients.keys().filter_map(|client| self.client_presence(client)).collect();
         clients.sort_by(|a, b| a.client_id.cmp(&b.client_id));
         clients
     }
@@ -186,8 +206,8 @@ mod tests {
     fn unregister_cleans_every_index() {
         let mut registry = Registry::default();
         let id = registry.register(client("a"), vec![topic("news")], Arc::new(Subscriber::new(4)));
-        assert!(registry.unregister(id));
-        assert!(!registry.unregister(id));
+        assert!(registry.unregister(id).is_some());
+        assert!(registry.unregister(id).is_none());
         assert!(
             registry.conns.is_empty() && registry.clients.is_empty() && registry.topics.is_empty()
         );

@@ -25,7 +25,8 @@ pub(crate) struct Subscriber {
 
 #[derive(Debug)]
 struct Queue {
-    frames: VecDeque<Bytes>,
+    /// Frames with the sequence number of their message (0 where there is none).
+    frames: VecDeque<(u64, Bytes)>,
     capacity: usize,
     closed: Option<DisconnectReason>,
 }
@@ -62,8 +63,8 @@ impl Subscriber {
         }
     }
 
-    /// Queues a frame without waiting.
-    pub(crate) fn offer(&self, frame: &Bytes) -> Offer {
+    /// Queues the frame of message `seq` without waiting.
+    pub(crate) fn offer(&self, seq: u64, frame: &Bytes) -> Offer {
         let mut queue = lock(&self.queue);
         if queue.closed.is_some() {
             return Offer::Closed;
@@ -73,7 +74,7 @@ impl Subscriber {
             queue.closed = Some(DisconnectReason::Slow);
             Offer::Overflowed
         } else {
-            queue.frames.push_back(frame.clone());
+            queue.frames.push_back((seq, frame.clone()));
             Offer::Queued
         };
         drop(queue);
@@ -103,16 +104,16 @@ impl Subscriber {
         lock(&self.queue).closed
     }
 
-    /// Waits for the next frame, or for the end of the stream.
-    async fn next(&self) -> Next {
+    /// Waits for the next frame and its seq, or for the end of the stream.
+    async fn next(&self) -> Result<(u64, Bytes), DisconnectReason> {
         loop {
             {
                 let mut queue = lock(&self.queue);
                 if let Some(frame) = queue.frames.pop_front() {
-                    return Next::Frame(frame);
+                    return Ok(frame);
                 }
                 if let Some(reason) = queue.closed {
-                    return Next::Closed(reason);
+                    return Err(reason);
                 }
             }
             // `notify_one` stores a permit when nobody waits, so a frame offered
@@ -128,11 +129,18 @@ pub(crate) type Unregister = Box<dyn FnOnce(DisconnectReason) + Send + Sync>;
 
 /// An open event stream's view of the hub: frames to replay first, then live frames.
 ///
+/// A resuming connection is registered before its history is read, so live messages
+/// already covered by the replay may also reach its queue; `replayed_through` is the
+/// last seq the replay covers, and live frames up to it are skipped. That is what
+/// makes the switch from replay to live free of gaps and duplicates without holding
+/// any lock across the (possibly remote) history read.
+///
 /// Dropping it unregisters the connection; the reason recorded is the one it was
 /// closed with, or [`DisconnectReason::ClientClosed`] when the HTTP layer dropped it
 /// because the client went away.
 pub struct Subscription {
     replay: VecDeque<Bytes>,
+    replayed_through: Option<u64>,
     subscriber: Arc<Subscriber>,
     unregister: Option<Unregister>,
 }
@@ -140,17 +148,35 @@ pub struct Subscription {
 impl Subscription {
     pub(crate) fn new(
         replay: VecDeque<Bytes>,
+        replayed_through: Option<u64>,
         subscriber: Arc<Subscriber>,
         unregister: Unregister,
     ) -> Self {
-        Self { replay, subscriber, unregister: Some(unregister) }
+        Self { replay, replayed_through, subscriber, unregister: Some(unregister) }
+    }
+
+    /// Sets what is written before live frames, and the last seq it covers.
+    pub(crate) fn with_replay(
+        mut self,
+        replay: VecDeque<Bytes>,
+        replayed_through: Option<u64>,
+    ) -> Self {
+        self.replay = replay;
+        self.replayed_through = replayed_through;
+        self
     }
 
     /// The next frame to write, replayed history first; or the end of the stream.
     pub async fn next(&mut self) -> Next {
-        match self.replay.pop_front() {
-            Some(frame) => Next::Frame(frame),
-            None => self.subscriber.next().await,
+        if let Some(frame) = self.replay.pop_front() {
+            return Next::Frame(frame);
+        }
+        loop {
+            match self.subscriber.next().await {
+                Ok((seq, _)) if self.replayed_through.is_some_and(|through| seq <= through) => {}
+                Ok((_, frame)) => return Next::Frame(frame),
+                Err(reason) => return Next::Closed(reason),
+            }
         }
     }
 }
@@ -182,37 +208,37 @@ mod tests {
     #[tokio::test]
     async fn frames_come_out_in_order() {
         let subscriber = Subscriber::new(4);
-        assert_eq!(subscriber.offer(&frame("a")), Offer::Queued);
-        assert_eq!(subscriber.offer(&frame("b")), Offer::Queued);
-        assert_eq!(subscriber.next().await, Next::Frame(frame("a")));
-        assert_eq!(subscriber.next().await, Next::Frame(frame("b")));
+        assert_eq!(subscriber.offer(1, &frame("a")), Offer::Queued);
+        assert_eq!(subscriber.offer(2, &frame("b")), Offer::Queued);
+        assert_eq!(subscriber.next().await, Ok((1, frame("a"))));
+        assert_eq!(subscriber.next().await, Ok((2, frame("b"))));
     }
 
     #[tokio::test]
     async fn a_full_queue_closes_the_connection_as_slow() {
         let subscriber = Subscriber::new(2);
-        subscriber.offer(&frame("a"));
-        subscriber.offer(&frame("b"));
-        assert_eq!(subscriber.offer(&frame("c")), Offer::Overflowed);
-        assert_eq!(subscriber.offer(&frame("d")), Offer::Closed);
-        assert_eq!(subscriber.next().await, Next::Closed(DisconnectReason::Slow));
+        subscriber.offer(1, &frame("a"));
+        subscriber.offer(2, &frame("b"));
+        assert_eq!(subscriber.offer(3, &frame("c")), Offer::Overflowed);
+        assert_eq!(subscriber.offer(4, &frame("d")), Offer::Closed);
+        assert_eq!(subscriber.next().await, Err(DisconnectReason::Slow));
     }
 
     #[tokio::test]
     async fn a_finished_stream_delivers_what_is_queued_first() {
         let subscriber = Subscriber::new(2);
-        subscriber.offer(&frame("done"));
+        subscriber.offer(1, &frame("done"));
         subscriber.close(DisconnectReason::Finished);
-        assert_eq!(subscriber.next().await, Next::Frame(frame("done")));
-        assert_eq!(subscriber.next().await, Next::Closed(DisconnectReason::Finished));
+        assert_eq!(subscriber.next().await, Ok((1, frame("done"))));
+        assert_eq!(subscriber.next().await, Err(DisconnectReason::Finished));
     }
 
     #[tokio::test]
     async fn a_kicked_stream_ends_at_once() {
         let subscriber = Subscriber::new(2);
-        subscriber.offer(&frame("a"));
+        subscriber.offer(1, &frame("a"));
         subscriber.close(DisconnectReason::Kicked);
-        assert_eq!(subscriber.next().await, Next::Closed(DisconnectReason::Kicked));
+        assert_eq!(subscriber.next().await, Err(DisconnectReason::Kicked));
     }
 
     #[tokio::test]
@@ -223,7 +249,18 @@ mod tests {
             async move { subscriber.next().await }
         });
         tokio::task::yield_now().await;
-        subscriber.offer(&frame("x"));
-        assert_eq!(reader.await.unwrap(), Next::Frame(frame("x")));
+        subscriber.offer(1, &frame("x"));
+        assert_eq!(reader.await.unwrap(), Ok((1, frame("x"))));
+    }
+
+    #[tokio::test]
+    async fn live_frames_covered_by_the_replay_are_skipped() {
+        let subscriber = Arc::new(Subscriber::new(8));
+        subscriber.offer(4, &frame("live 4"));
+        subscriber.offer(5, &frame("live 5"));
+        let replay = VecDeque::from([frame("replayed 4")]);
+        let mut subscription = Subscription::new(replay, Some(4), subscriber, Box::new(|_| {}));
+        assert_eq!(subscription.next().await, Next::Frame(frame("replayed 4")));
+        assert_eq!(subscription.next().await, Next::Frame(frame("live 5")));
     }
 }

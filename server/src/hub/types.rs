@@ -81,6 +81,15 @@ macro_rules! checked_string {
                 serializer.serialize_str(&self.0)
             }
         }
+
+        /// Checked like [`FromStr`]: a value read back from a broker is no more
+        /// trusted than one from a request.
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(deserializer)?;
+                text.parse().map_err(serde::de::Error::custom)
+            }
+        }
     };
 }
 
@@ -149,6 +158,26 @@ impl Target {
             Self::Broadcast => TargetKind::Broadcast,
         }
     }
+
+    /// A compact, unambiguous text form (`c:ID`, `t:NAME`, `b`) used to name the
+    /// target between nodes and in a broker's keys. Names never contain spaces or
+    /// line breaks, so the key can sit in a space-separated header.
+    pub fn key(&self) -> String {
+        match self {
+            Self::Client(client) => format!("c:{}", client.as_str()),
+            Self::Topic(topic) => format!("t:{}", topic.as_str()),
+            Self::Broadcast => "b".to_owned(),
+        }
+    }
+
+    /// Reads a [`Target::key`] back; `None` if `key` could not have come from it.
+    pub fn from_key(key: &str) -> Option<Self> {
+        match key.split_once(':') {
+            Some(("c", client)) => client.parse().ok().map(Self::Client),
+            Some(("t", topic)) => topic.parse().ok().map(Self::Topic),
+            _ => (key == "b").then_some(Self::Broadcast),
+        }
+    }
 }
 
 /// The kind of a [`Target`]. It travels in every event id, so a page can tell a
@@ -206,6 +235,13 @@ impl Epoch {
     pub fn random() -> Self {
         let hex = uuid::Uuid::new_v4().simple().to_string();
         Self(hex[..8].into())
+    }
+
+    /// An epoch read back from a broker: 1–32 ASCII letters and digits.
+    pub fn from_text(text: &str) -> Option<Self> {
+        let valid =
+            !text.is_empty() && text.len() <= 32 && text.chars().all(|c| c.is_ascii_alphanumeric());
+        valid.then(|| Self(text.into()))
     }
 
     /// The epoch as text.
@@ -299,12 +335,21 @@ pub enum DisconnectReason {
     Shutdown,
     /// A task stream delivered its final event.
     Finished,
+    /// The node lost its link to the broker and may have missed messages; the client
+    /// reconnects and resumes from its last event id, getting them from history.
+    Resync,
 }
 
 impl DisconnectReason {
     /// Every reason, for metrics.
-    pub const ALL: [DisconnectReason; 5] =
-        [Self::ClientClosed, Self::Slow, Self::Kicked, Self::Shutdown, Self::Finished];
+    pub const ALL: [DisconnectReason; 6] = [
+        Self::ClientClosed,
+        Self::Slow,
+        Self::Kicked,
+        Self::Shutdown,
+        Self::Finished,
+        Self::Resync,
+    ];
 
     /// The snake-case name used in metrics and logs.
     pub fn name(self) -> &'static str {
@@ -314,6 +359,7 @@ impl DisconnectReason {
             Self::Kicked => "kicked",
             Self::Shutdown => "shutdown",
             Self::Finished => "finished",
+            Self::Resync => "resync",
         }
     }
 

@@ -177,7 +177,7 @@ async fn an_operator_disconnect_ends_the_streams_and_the_client_resumes() {
     );
     tab1.expect_end().await;
     tab2.expect_end().await;
-    let clients = server.state.hub.clients();
+    let clients = server.state.hub.clients().await.unwrap();
     assert_eq!(clients.iter().map(|c| c.client_id.as_str()).collect::<Vec<_>>(), ["stay"]);
     assert_eq!(server.state.hub.metrics().disconnects(DisconnectReason::Kicked), 2);
 

@@ -18,7 +18,7 @@ async fn a_stalled_reader_is_cut_off_and_a_fast_one_gets_everything() {
     socket.set_recv_buffer_size(4096).unwrap();
     let mut stalled = socket.connect(server.addr).await.unwrap();
     stalled.write_all(b"GET /sse?client_id=stalled HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    eventually(|| async { server.state.hub.clients().len() == 1 }).await;
+    eventually(|| async { server.state.hub.clients().await.unwrap().len() == 1 }).await;
 
     let mut fast = server.subscribe("client_id=fast").await;
     let message = "x".repeat(32 * 1024);
@@ -37,7 +37,7 @@ async fn a_stalled_reader_is_cut_off_and_a_fast_one_gets_everything() {
         1,
         "the stalled client was cut off as slow"
     );
-    let clients = server.state.hub.clients();
+    let clients = server.state.hub.clients().await.unwrap();
     assert_eq!(clients.len(), 1);
     assert_eq!(clients[0].client_id.as_str(), "fast");
     drop(stalled);

@@ -39,7 +39,7 @@ impl TestServer {
         let config = Config::try_parse_from(argv).expect("valid test arguments");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
-        let state = AppState::new(config);
+        let state = AppState::new(config).expect("a hub for the test");
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(herald::server::serve(listener, state.clone(), async move {
             let _ = stopped.await;

@@ -1,0 +1,542 @@
+//! The Redis broker: several nodes share ids, history, presence and delivery through
+//! one Redis, the engine Centrifugo, nchan and Flask-SSE deployments already run.
+//!
+//! # How it uses Redis, and why
+//! * **One command connection per node** ([`ConnectionManager`]: multiplexed, so
+//!   concurrent pushes are pipelined on it; it reconnects by itself with backoff).
+//! * **Lua scripts for every multi-step change** (`EVALSHA`), so each is one atomic,
+//!   one-round-trip step. `publish.lua` does `INCR` (the cluster-wide id),
+//!   `RPUSH`/`LPOP` on the target's history list (bounded by count and age),
+//!   `XADD … MINID` on an age log (which seq is older than the TTL), `PEXPIRE` (idle
+//!   targets' history disappears), `HGET` on live nodes' connection counts (the
+//!   cluster-wide `delivered`) and `PUBLISH`. As Redis runs a script as one step,
+//!   messages are published in id order, and every node receives them in that order.
+//!   `missed.lua` reads a resuming client's targets (`LRANGE`, `GET`, `XRANGE`) in
+//!   one consistent snapshot.
+//! * **One subscription connection per node**, not per client: every message goes
+//!   to one channel (`{prefix}:bus`) and each node hands it to its own connections.
+//!   A node whose subscription drops (or that cannot be sure it saw every message)
+//!   closes its streams when it resubscribes; their clients resume from history.
+//! * **Presence as per-node hashes with a TTL** (`HSET`/`HDEL`, `PEXPIRE`, and a
+//!   `ZADD` of the node's expiry in a live-node set), refreshed every third of the
+//!   TTL and written within a round trip of every change. A node that dies without
+//!   saying goodbye simply stops refreshing: its keys expire and readers skip it.
+//!
+//! Keys are plain (no hash tags): the broker targets a single Redis (or a
+//! primary with replicas), not Redis Cluster.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, LazyLock, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::StreamExt;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{RedisError, Script};
+use tokio_util::sync::CancellationToken;
+
+use super::{Accepted, Health, Missed, Unavailable, merge_presence};
+use crate::hub::RedisOptions;
+use crate::hub::fanout::{Fanout, Message};
+use crate::hub::history::HistoryOptions;
+use crate::hub::registry::ClientPresence;
+use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
+
+static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/publish.lua")));
+static MISSED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/missed.lua")));
+static ENSURE_EPOCH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(include_str!("redis/ensure_epoch.lua")));
+static CLIENTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/clients.lua")));
+static KICK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/kick.lua")));
+const HEARTBEAT: &str = include_str!("redis/heartbeat.lua");
+
+/// Each attempt to reach Redis gives up after this long.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// A command unanswered for this long fails (a push then answers 503).
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// The subscription is retried after this long at first, doubling up to the max.
+const MIN_BACKOFF: Duration = Duration::from_millis(100);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How long a health check waits for `PING`.
+const PING_TIMEOUT: Duration = Duration::from_millis(500);
+
+pub(crate) struct RedisBroker {
+    client: redis::Client,
+    conn: ConnectionManager,
+    keys: Keys,
+    node_id: String,
+    history: HistoryOptions,
+    presence_ttl: Duration,
+    fanout: Arc<Fanout>,
+    /// Whether this node is subscribed to the bus (and so sees every message).
+    subscribed: AtomicBool,
+}
+
+impl std::fmt::Debug for RedisBroker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisBroker")
+            .field("prefix", &self.keys.prefix)
+            .field("node_id", &self.node_id)
+            .field("subscribed", &self.subscribed.load(Ordering::Relaxed))
+            .finish_non_exhaustive()
+    }
+}
+
+/// Every key and channel name, under the configured prefix.
+#[derive(Debug)]
+struct Keys {
+    prefix: String,
+}
+
+impl Keys {
+    fn epoch(&self) -> String {
+        format!("{}:epoch", self.prefix)
+    }
+    fn seq(&self) -> String {
+        format!("{}:seq", self.prefix)
+    }
+    fn age_log(&self) -> String {
+        format!("{}:age", self.prefix)
+    }
+    fn history(&self, target: &Target) -> String {
+        format!("{}:h:{}", self.prefix, target.key())
+    }
+    fn evicted(&self, target: &Target) -> String {
+        format!("{}:e:{}", self.prefix, target.key())
+    }
+    fn nodes(&self) -> String {
+        format!("{}:nodes", self.prefix)
+    }
+    fn node_prefix(&self) -> String {
+        format!("{}:node:", self.prefix)
+    }
+    fn node_clients(&self, node: &str) -> String {
+        format!("{}:node:{node}:clients", self.prefix)
+    }
+    fn node_counts(&self, node: &str) -> String {
+        format!("{}:node:{node}:counts", self.prefix)
+    }
+    fn bus(&self) -> String {
+        format!("{}:bus", self.prefix)
+    }
+}
+
+impl RedisBroker {
+    /// Sets the broker up and starts its subscription and presence tasks, which run
+    /// until `stop` is cancelled. Nothing waits for Redis here: a node starts (and
+    /// reports degraded) while Redis is down, and connects when it comes up.
+    pub(crate) fn start(
+        options: &RedisOptions,
+        history: &HistoryOptions,
+        fanout: Arc<Fanout>,
+        stop: CancellationToken,
+    ) -> Result<Arc<Self>, RedisError> {
+        let client = redis::Client::open(options.url.as_str())?;
+        let config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(CONNECT_TIMEOUT))
+            .set_response_timeout(Some(RESPONSE_TIMEOUT))
+            .set_number_of_retries(1)
+            .set_max_delay(MAX_BACKOFF);
+        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let broker = Arc::new(Self {
+            client,
+            conn,
+            keys: Keys { prefix: options.prefix.clone() },
+            node_id: options.node_id.clone(),
+            history: history.clone(),
+            presence_ttl: options.presence_ttl,
+            fanout,
+            subscribed: AtomicBool::new(false),
+        });
+        tokio::spawn(listen(Arc::downgrade(&broker), stop.clone()));
+        tokio::spawn(report_presence(Arc::downgrade(&broker), stop));
+        tracing::info!(node = %broker.node_id, prefix = %broker.keys.prefix, "using Redis at {}", options.url);
+        Ok(broker)
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        target: &Target,
+        frame_without_id: &[u8],
+    ) -> Result<Accepted, Unavailable> {
+        if !self.subscribed.load(Ordering::Acquire) {
+            return Err(Unavailable("this node is not subscribed to Redis; reconnecting".into()));
+        }
+        let (epoch, seq, delivered): (String, u64, usize) = PUBLISH
+            .key(self.keys.epoch())
+            .key(self.keys.seq())
+            .key(self.keys.age_log())
+            .key(self.keys.history(target))
+            .key(self.keys.evicted(target))
+            .key(self.keys.nodes())
+            .key(self.keys.bus())
+            .arg(Epoch::random().as_str())
+            .arg(target.key())
+            .arg(target.kind().tag().to_string())
+            .arg(frame_without_id)
+            .arg(millis(self.history.ttl))
+            .arg(self.history.per_target)
+            .arg(self.keys.node_prefix())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let epoch = parse_epoch(&epoch)?;
+        Ok(Accepted { id: EventId { epoch, seq, kind: target.kind() }, delivered })
+    }
+
+    pub(crate) async fn missed(
+        &self,
+        last_event_id: &str,
+        targets: &[Target],
+    ) -> Result<Missed, Unavailable> {
+        let (epoch, seq) = match last_event_id.parse::<Position>() {
+            Ok(seen) => (seen.epoch.as_str().to_owned(), seen.seq),
+            Err(_) => (String::new(), 0),
+        };
+        let mut invocation = MISSED.prepare_invoke();
+        invocation.key(self.keys.epoch()).key(self.keys.seq()).key(self.keys.age_log());
+        for target in targets {
+            invocation.key(self.keys.history(target)).key(self.keys.evicted(target));
+        }
+        invocation
+            .arg(epoch)
+            .arg(seq)
+            .arg(millis(self.history.ttl))
+            .arg(self.history.per_target)
+            .arg(Epoch::random().as_str());
+        let reply: Vec<Vec<u8>> =
+            invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        parse_missed(reply).ok_or_else(|| Unavailable("Redis sent a malformed history".into()))
+    }
+
+    pub(crate) async fn disconnect(&self, client: &ClientId) -> Result<usize, Unavailable> {
+        KICK.key(self.keys.nodes())
+            .key(self.keys.bus())
+            .arg(self.keys.node_prefix())
+            .arg(client.as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)
+    }
+
+    pub(crate) async fn clients(&self) -> Result<Vec<ClientPresence>, Unavailable> {
+        let reports: Vec<String> = CLIENTS
+            .key(self.keys.nodes())
+            .arg(self.keys.node_prefix())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let reports = reports.iter().filter_map(|report| match serde_json::from_str(report) {
+            Ok(presence) => Some(presence),
+            Err(error) => {
+                tracing::warn!("ignoring a malformed presence report in Redis: {error}");
+                None
+            }
+        });
+        Ok(merge_presence(reports))
+    }
+
+    pub(crate) async fn health(&self) -> Health {
+        if !self.subscribed.load(Ordering::Acquire) {
+            return Health::Degraded("not subscribed to Redis; reconnecting".to_owned());
+        }
+        let mut conn = self.conn.clone();
+        let ping = redis::cmd("PING");
+        match tokio::time::timeout(PING_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
+            Ok(Ok(_)) => Health::Ok,
+            Ok(Err(error)) => Health::Degraded(format!("Redis is unavailable: {error}")),
+            Err(_) => Health::Degraded("Redis did not answer PING in time".to_owned()),
+        }
+    }
+
+    /// Withdraws this node's presence.
+    pub(crate) async fn leave(&self) {
+        let result = redis::pipe()
+            .atomic()
+            .del(self.keys.node_clients(&self.node_id))
+            .del(self.keys.node_counts(&self.node_id))
+            .zrem(self.keys.nodes(), &self.node_id)
+            .query_async::<()>(&mut self.conn.clone())
+            .await;
+        if let Err(error) = result {
+            tracing::warn!("could not withdraw this node's presence (it will expire): {error}");
+        }
+    }
+
+    /// After (re)subscribing: if the node may have missed messages while it was not
+    /// subscribed, its streams are closed so their clients resume from history.
+    async fn resync(&self) -> Result<(), Unavailable> {
+        let (epoch, seq): (String, u64) = ENSURE_EPOCH
+            .key(self.keys.epoch())
+            .key(self.keys.seq())
+            .arg(Epoch::random().as_str())
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let now = Position { epoch: parse_epoch(&epoch)?, seq };
+        if self.fanout.head().as_ref() != Some(&now) {
+            let closed = self.fanout.close_all(DisconnectReason::Resync);
+            if closed > 0 {
+                tracing::warn!(
+                    "messages may have been missed while unsubscribed (Redis is at {now}); \
+                     closed {closed} streams so that their clients resume"
+                );
+            }
+        }
+        self.fanout.reset_head(Some(now));
+        Ok(())
+    }
+
+    /// Hands one message from the bus to this node's connections.
+    fn dispatch(&self, payload: &[u8]) {
+        match BusMessage::parse(payload) {
+            Some(BusMessage::Deliver(message)) => {
+                self.fanout.deliver(&message);
+            }
+            Some(BusMessage::Kick(client)) => {
+                self.fanout.close_target(&Target::Client(client), DisconnectReason::Kicked);
+            }
+            None => tracing::warn!("ignoring a malformed message on {}", self.keys.bus()),
+        }
+    }
+
+    /// Writes what changed in this node's connections (everything when `all`) and
+    /// refreshes the node's expiry.
+    async fn write_presence(&self, all: bool) -> Result<(), RedisError> {
+        let clients_key = self.keys.node_clients(&self.node_id);
+        let counts_key = self.keys.node_counts(&self.node_id);
+        let changes = self.fanout.take_changes(all);
+        let mut pipe = redis::pipe();
+        pipe.atomic();
+        if all {
+            pipe.del(&clients_key).ignore().del(&counts_key).ignore();
+        }
+        for (client, presence) in &changes.clients {
+            let field = Target::Client(client.clone()).key();
+            match presence {
+                Some(presence) => {
+                    let report = serde_json::to_string(presence).unwrap_or_default();
+                    pipe.hset(&clients_key, client.as_str(), report).ignore();
+                    pipe.hset(&counts_key, field, presence.connections).ignore();
+                }
+                None => {
+                    pipe.hdel(&clients_key, client.as_str()).ignore();
+                    pipe.hdel(&counts_key, field).ignore();
+                }
+            }
+        }
+        for (topic, connections) in &changes.topics {
+            let field = Target::Topic(topic.clone()).key();
+            match connections {
+                0 => pipe.hdel(&counts_key, field).ignore(),
+                _ => pipe.hset(&counts_key, field, connections).ignore(),
+            };
+        }
+        pipe.hset(&counts_key, Target::Broadcast.key(), changes.connections).ignore();
+        pipe.cmd("EVAL")
+            .arg(HEARTBEAT)
+            .arg(3)
+            .arg(self.keys.nodes())
+            .arg(&clients_key)
+            .arg(&counts_key)
+            .arg(&self.node_id)
+            .arg(millis(self.presence_ttl))
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn.clone()).await
+    }
+
+    /// Whether Redis still holds this node's presence (it does not after a flush or
+    /// a restart without persistence).
+    async fn presence_is_held(&self) -> Result<bool, RedisError> {
+        redis::cmd("EXISTS")
+            .arg(self.keys.node_counts(&self.node_id))
+            .query_async(&mut self.conn.clone())
+            .await
+    }
+}
+
+/// What travels on the bus.
+enum BusMessage {
+    /// `m {epoch} {seq} {target}\n{frame}`: a message to deliver.
+    Deliver(Message),
+    /// `k {client}`: close this client's streams.
+    Kick(ClientId),
+}
+
+impl BusMessage {
+    fn parse(payload: &[u8]) -> Option<Self> {
+        let header_end = payload.iter().position(|&byte| byte == b'\n').unwrap_or(payload.len());
+        let header = std::str::from_utf8(&payload[..header_end]).ok()?;
+        let mut fields = header.split(' ');
+        match fields.next()? {
+            "m" => {
+                let epoch = Epoch::from_text(fields.next()?)?;
+                let seq = fields.next()?.parse().ok()?;
+                let target = Target::from_key(fields.next()?)?;
+                let frame = Bytes::copy_from_slice(payload.get(header_end + 1..)?);
+                Some(Self::Deliver(Message { position: Position { epoch, seq }, target, frame }))
+            }
+            "k" => Some(Self::Kick(fields.next()?.parse().ok()?)),
+            _ => None,
+        }
+    }
+}
+
+/// `[epoch, head, gap, unknown, seq, frame, seq, frame, …]` from `missed.lua`.
+fn parse_missed(reply: Vec<Vec<u8>>) -> Option<Missed> {
+    let mut fields = reply.into_iter();
+    let text = |bytes: Vec<u8>| String::from_utf8(bytes).ok();
+    let epoch = Epoch::from_text(&text(fields.next()?)?)?;
+    let head = text(fields.next()?)?.parse().ok()?;
+    let gap = text(fields.next()?)? == "1";
+    let unknown = text(fields.next()?)? == "1";
+    let mut frames = Vec::new();
+    while let Some(seq) = fields.next() {
+        let seq: u64 = text(seq)?.parse().ok()?;
+        frames.push((seq, Bytes::from(fields.next()?)));
+    }
+    frames.sort_unstable_by_key(|(seq, _)| *seq);
+    let gap = if unknown { Some("unknown") } else { gap.then_some("evicted") };
+    Some(Missed {
+        frames: frames.into_iter().map(|(_, frame)| frame).collect(),
+        gap,
+        head: Position { epoch, seq: head },
+    })
+}
+
+/// Keeps this node subscribed to the bus, reconnecting with backoff, until `stop`.
+async fn listen(broker: Weak<RedisBroker>, stop: CancellationToken) {
+    let mut backoff = MIN_BACKOFF;
+    loop {
+        let Some(strong) = broker.upgrade() else { return };
+        let client = strong.client.clone();
+        let bus = strong.keys.bus();
+        drop(strong);
+        let subscribe = async {
+            let mut pubsub = client.get_async_pubsub().await?;
+            pubsub.subscribe(&bus).await?;
+            Ok::<_, RedisError>(pubsub)
+        };
+        let attempt = tokio::select! {
+            attempt = tokio::time::timeout(CONNECT_TIMEOUT * 2, subscribe) => attempt,
+            () = stop.cancelled() => return,
+        };
+        match attempt {
+            Ok(Ok(pubsub)) => {
+                let Some(strong) = broker.upgrade() else { return };
+                match strong.resync().await {
+                    Ok(()) => {
+                        strong.subscribed.store(true, Ordering::Release);
+                        tracing::info!("subscribed to {bus}");
+                        backoff = MIN_BACKOFF;
+                        drop(strong);
+                        if !relay(&broker, pubsub, &stop).await {
+                            return;
+                        }
+                        if let Some(strong) = broker.upgrade() {
+                            strong.subscribed.store(false, Ordering::Release);
+                        }
+                        tracing::warn!("lost the Redis subscription; reconnecting");
+                        continue;
+                    }
+                    Err(error) => tracing::warn!("cannot read the shared history's head: {error}"),
+                }
+            }
+            Ok(Err(error)) => tracing::warn!(
+                "cannot subscribe to Redis: {error}; retrying in {}",
+                humantime::format_duration(backoff)
+            ),
+            Err(_) => tracing::warn!("Redis did not answer in time; retrying"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = stop.cancelled() => return,
+        }
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Relays bus messages to the node until the subscription ends (returns true) or the
+/// node stops (returns false).
+async fn relay(
+    broker: &Weak<RedisBroker>,
+    pubsub: redis::aio::PubSub,
+    stop: &CancellationToken,
+) -> bool {
+    let mut messages = pubsub.into_on_message();
+    loop {
+        let message = tokio::select! {
+            message = messages.next() => message,
+            () = stop.cancelled() => return false,
+        };
+        let Some(message) = message else { return true };
+        let Some(broker) = broker.upgrade() else { return false };
+        broker.dispatch(message.get_payload_bytes());
+    }
+}
+
+/// Keeps this node's presence in Redis current until `stop`: on every change, and
+/// every third of the TTL so that it does not expire while the node lives.
+async fn report_presence(broker: Weak<RedisBroker>, stop: CancellationToken) {
+    let mut write_all = true;
+    loop {
+        let Some(strong) = broker.upgrade() else { return };
+        let refresh = strong.presence_ttl / 3;
+        let fanout = strong.fanout.clone();
+        if !write_all && !strong.presence_is_held().await.unwrap_or(true) {
+            tracing::warn!("Redis lost this node's presence; writing it again");
+            write_all = true;
+        }
+        let wait = match strong.write_presence(write_all).await {
+            Ok(()) => {
+                write_all = false;
+                refresh
+            }
+            Err(error) => {
+                if !write_all {
+                    tracing::warn!("cannot report presence to Redis: {error}");
+                }
+                write_all = true;
+                refresh.min(Duration::from_secs(1))
+            }
+        };
+        drop(strong);
+        tokio::select! {
+            () = fanout.presence_changed() => {}
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
+fn unavailable(error: RedisError) -> Unavailable {
+    Unavailable(error.to_string())
+}
+
+fn parse_epoch(text: &str) -> Result<Epoch, Unavailable> {
+    Epoch::from_text(text).ok_or_else(|| Unavailable("Redis holds a malformed epoch".to_owned()))
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bus_messages_round_trip() {
+        let Some(BusMessage::Deliver(message)) =
+            BusMessage::parse(b"m 3f9a0c1e 42 t:news/eu\nid: 3f9a0c1e-42-t\ndata: a\n\n")
+        else {
+            panic!("not a delivery");
+        };
+        assert_eq!(message.position.seq, 42);
+        assert_eq!(message.target, Target::Topic("news/eu".parse().unwrap()));
+        assert_eq!(&message.frame[..], b"id: 3f9a0c1e-42-t\ndata: a\n\n");
+        assert!(matches!(BusMessage::parse(b"k tab-1"), Some(BusMessage::Kick(_))));
+        assert!(BusMessage::parse(b"m bad").is_none());
+        assert!(BusMessage::parse(b"x 1").is_none());
+    }
+}

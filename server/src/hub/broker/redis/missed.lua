@@ -1,0 +1,54 @@
+-- Reads what a resuming connection missed, in one consistent step: the held
+-- messages of its targets newer than its id, whether any are gone, and the head
+-- the read covers.
+--
+-- KEYS: 1 epoch, 2 seq, 3 age log, then for each target its history and its
+--       evicted-up-to key
+-- ARGV: 1 the client's epoch, 2 the client's seq, 3 history TTL (ms),
+--       4 messages kept per target, 5 epoch to create if none
+local epoch = redis.call('GET', KEYS[1])
+if not epoch then
+  epoch = ARGV[5]
+  redis.call('SET', KEYS[1], epoch)
+end
+local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+local since = tonumber(ARGV[2])
+local unknown = 0
+if epoch ~= ARGV[1] or since > head then
+  since = 0
+  unknown = 1
+end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local ttl = tonumber(ARGV[3])
+
+-- The highest seq published longer ago than the TTL: anything up to it is gone.
+local watermark = head
+local recent = redis.call('XRANGE', KEYS[3], tostring(now - ttl), '+', 'COUNT', 1)
+if #recent > 0 then watermark = tonumber(recent[1][2][2]) - 1 end
+
+local gap = 0
+if tonumber(ARGV[4]) == 0 and since < head then gap = 1 end
+local result = {epoch, tostring(head), '0', tostring(unknown)}
+for i = 4, #KEYS, 2 do
+  local entries = redis.call('LRANGE', KEYS[i], 0, -1)
+  if #entries == 0 then
+    if watermark > since then gap = 1 end
+  else
+    if tonumber(redis.call('GET', KEYS[i + 1]) or '0') > since then gap = 1 end
+    for _, entry in ipairs(entries) do
+      local seq, frame = string.match(entry, '^(%d+) %d+ (.*)$')
+      local n = tonumber(seq)
+      if n > since then
+        if n <= watermark then
+          gap = 1
+        else
+          result[#result + 1] = seq
+          result[#result + 1] = frame
+        end
+      end
+    end
+  end
+end
+result[3] = tostring(gap)
+return result

@@ -1,0 +1,213 @@
+//! This node's side of delivery: its live connections, and handing each message the
+//! broker brings to exactly the connections it targets.
+//!
+//! Whichever broker is in use, every message reaches every node through
+//! [`Fanout::deliver`], in id order. The fan-out remembers the last message it
+//! delivered, which is where a new stream starts (its position marker), and which
+//! clients changed since presence was last reported, for brokers that share presence.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use tokio::sync::Notify;
+
+use super::lock;
+use super::registry::{ClientPresence, ConnId, Registry};
+use super::subscriber::{Offer, Subscriber};
+use super::types::{ClientId, DisconnectReason, Position, Target, Topic};
+use crate::metrics::Metrics;
+
+/// One message as every node receives it from the broker.
+#[derive(Debug, Clone)]
+pub(crate) struct Message {
+    /// Its place in the history.
+    pub position: Position,
+    /// Who it is for.
+    pub target: Target,
+    /// The encoded frame, id included, shared by every connection.
+    pub frame: Bytes,
+}
+
+#[derive(Debug)]
+pub(crate) struct Fanout {
+    state: Mutex<State>,
+    metrics: Arc<Metrics>,
+    /// Woken when a client or topic's connections change.
+    presence_changed: Notify,
+}
+
+#[derive(Debug, Default)]
+struct State {
+    registry: Registry,
+    /// The last message delivered (or the broker's head when it connected).
+    head: Option<Position>,
+    /// Clients and topics whose connections changed since [`Fanout::take_changes`].
+    changed_clients: HashSet<ClientId>,
+    changed_topics: HashSet<Topic>,
+}
+
+/// What changed in this node's connections since presence was last reported.
+#[derive(Debug, Default)]
+pub(crate) struct PresenceChanges {
+    /// Each changed client with its presence now (`None`: no connection left).
+    pub clients: Vec<(ClientId, Option<ClientPresence>)>,
+    /// Each changed topic with how many connections joined it now.
+    pub topics: Vec<(Topic, usize)>,
+    /// All connections on this node.
+    pub connections: usize,
+}
+
+impl Fanout {
+    pub(crate) fn new(metrics: Arc<Metrics>, head: Option<Position>) -> Self {
+        Self {
+            state: Mutex::new(State { head, ..State::default() }),
+            metrics,
+            presence_changed: Notify::new(),
+        }
+    }
+
+    /// Offers `message` to every connection it targets; returns how many took it.
+    /// Connections whose queue overflowed are cut off as slow here, not when their
+    /// stream is next polled: a stalled socket may not be polled for a long time.
+    pub(crate) fn deliver(&self, message: &Message) -> usize {
+        let mut state = lock(&self.state);
+        if state.head.as_ref().is_none_or(|head| {
+            head.epoch != message.position.epoch || head.seq < message.position.seq
+        }) {
+            state.head = Some(message.position.clone());
+        }
+        let mut delivered = 0;
+        let mut overflowed = Vec::new();
+        let seq = message.position.seq;
+        state.registry.for_each_target(&message.target, |conn, subscriber| {
+            match subscriber.offer(seq, &message.frame) {
+                Offer::Queued => delivered += 1,
+                Offer::Overflowed => overflowed.push(conn),
+                Offer::Closed => {}
+            }
+        });
+        for conn in overflowed {
+            self.unregister_locked(&mut state, conn, DisconnectReason::Slow);
+        }
+        drop(state);
+        self.metrics.delivered(delivered);
+        delivered
+    }
+
+    /// Adds a connection; returns its id and the last position delivered before it
+    /// (everything after reaches it live).
+    pub(crate) fn register(
+        &self,
+        client: ClientId,
+        topics: Vec<Topic>,
+        subscriber: Arc<Subscriber>,
+    ) -> (ConnId, Option<Position>) {
+        let mut state = lock(&self.state);
+        state.changed_clients.insert(client.clone());
+        state.changed_topics.extend(topics.iter().cloned());
+        let conn = state.registry.register(client, topics, subscriber);
+        let head = state.head.clone();
+        drop(state);
+        self.metrics.connection_opened();
+        self.presence_changed.notify_one();
+        (conn, head)
+    }
+
+    /// Removes a connection that ended for `reason` (a no-op if it already left).
+    pub(crate) fn unregister(&self, conn: ConnId, reason: DisconnectReason) {
+        let mut state = lock(&self.state);
+        self.unregister_locked(&mut state, conn, reason);
+    }
+
+    fn unregister_locked(&self, state: &mut State, conn: ConnId, reason: DisconnectReason) {
+        if let Some((client, topics)) = state.registry.unregister(conn) {
+            state.changed_clients.insert(client);
+            state.changed_topics.extend(topics);
+            self.metrics.connection_closed(reason);
+            self.presence_changed.notify_one();
+        }
+    }
+
+    /// Closes every connection `target` reaches on this node; returns how many.
+    pub(crate) fn close_target(&self, target: &Target, reason: DisconnectReason) -> usize {
+        let mut state = lock(&self.state);
+        let mut closed = Vec::new();
+        state.registry.for_each_target(target, |conn, subscriber| {
+            if subscriber.close(reason) {
+                closed.push(conn);
+            }
+        });
+        for conn in &closed {
+            self.unregister_locked(&mut state, *conn, reason);
+        }
+        closed.len()
+    }
+
+    /// The last position delivered on this node.
+    pub(crate) fn head(&self) -> Option<Position> {
+        lock(&self.state).head.clone()
+    }
+
+    /// Moves the head to where the broker is after a reconnection (messages in between
+    /// were missed; their streams must have been closed by the caller).
+    pub(crate) fn reset_head(&self, head: Option<Position>) {
+        lock(&self.state).head = head;
+    }
+
+    /// The clients connected to this node.
+    pub(crate) fn presence(&self) -> Vec<ClientPresence> {
+        lock(&self.state).registry.presence()
+    }
+
+    /// How many distinct clients are connected to this node.
+    pub(crate) fn client_count(&self) -> usize {
+        lock(&self.state).registry.client_count()
+    }
+
+    /// Waits until a connection opens or closes.
+    pub(crate) async fn presence_changed(&self) {
+        self.presence_changed.notified().await;
+    }
+
+    /// What changed since the last call (everything, when `all`).
+    pub(crate) fn take_changes(&self, all: bool) -> PresenceChanges {
+        let mut state = lock(&self.state);
+        let (clients, topics) = if all {
+            state.changed_clients.clear();
+            state.changed_topics.clear();
+            (state.registry.client_ids(), state.registry.topic_names())
+        } else {
+            (
+                std::mem::take(&mut state.changed_clients).into_iter().collect(),
+                std::mem::take(&mut state.changed_topics).into_iter().collect(),
+            )
+        };
+        let registry = &state.registry;
+        PresenceChanges {
+            clients: clients
+                .into_iter()
+                .map(|client| {
+                    let presence = registry.client_presence(&client);
+                    (client, presence)
+                })
+                .collect(),
+            topics: topics
+                .into_iter()
+                .map(|topic| {
+                    let count = registry.topic_connections(&topic);
+                    (topic, count)
+                })
+                .collect(),
+            connections: registry.connection_count(),
+        }
+    }
+
+    /// Ends every stream on this node for `reason` (queued frames are still written
+    /// when the reason drains the queue).
+    /// Returns how many were open.
+    pub(crate) fn close_all(&self, reason: DisconnectReason) -> usize {
+        let state = lock(&self.state);
+        state.registry.subscribers().filter(|subscriber| subscriber.close(reason)).count()
+    }
+}
