@@ -89,7 +89,7 @@ async fn create(
     if !(1..=MAX_TOTAL).contains(&request.total) {
         return Err(ApiError::BadRequest(format!("total must be 1 to {MAX_TOTAL}")));
     }
-    let id = state.hub.jobs().create(request.title, request.total)?;
+    let id = state.hub.jobs().create(request.title, request.total).await?;
     Ok(created(&id))
 }
 
@@ -105,8 +105,11 @@ async fn demo(
             "interval_ms must be at most {MAX_DEMO_INTERVAL_MS}"
         )));
     }
-    let id =
-        state.hub.jobs().start_demo(request.steps, Duration::from_millis(request.interval_ms))?;
+    let id = state
+        .hub
+        .jobs()
+        .start_demo(request.steps, Duration::from_millis(request.interval_ms))
+        .await?;
     Ok(created(&id))
 }
 
@@ -121,7 +124,7 @@ async fn snapshot(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
-    Ok(Json(state.hub.jobs().snapshot(&id)?))
+    Ok(Json(state.hub.jobs().snapshot(&id).await?))
 }
 
 async fn progress(
@@ -134,8 +137,8 @@ async fn progress(
         return Err(ApiError::PayloadTooLarge(format!("message must be at most {limit} bytes")));
     }
     let jobs = state.hub.jobs();
-    jobs.progress(&id, request.step, request.message)?;
-    Ok(Json(jobs.snapshot(&id)?))
+    jobs.progress(&id, request.step, request.message).await?;
+    Ok(Json(jobs.snapshot(&id).await?))
 }
 
 async fn finish(
@@ -161,8 +164,8 @@ async fn finish(
         )));
     }
     let jobs = state.hub.jobs();
-    jobs.finish(&id, outcome)?;
-    Ok(Json(jobs.snapshot(&id)?))
+    jobs.finish(&id, outcome).await?;
+    Ok(Json(jobs.snapshot(&id).await?))
 }
 
 /// The task's events: replayed, then live, then the response ends after `done`. A
@@ -174,7 +177,7 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let last_seen = last_event_id(&headers, query.last_event_id.as_deref());
-    Ok(match state.hub.jobs().watch(&id, last_seen)? {
+    Ok(match state.hub.jobs().watch(&id, last_seen).await? {
         Watch::Stream(subscription) => {
             event_stream_response(subscription, state.config.stream_options())
         }

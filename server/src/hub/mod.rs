@@ -167,29 +167,44 @@ impl Hub {
     pub fn new(options: HubOptions) -> Result<Self, StartError> {
         let metrics = Arc::new(Metrics::default());
         let shutdown = CancellationToken::new();
-        let jobs =
-            Jobs::new(options.jobs, options.queue_capacity, metrics.clone(), shutdown.clone());
         let epoch = Epoch::random();
-        let (fanout, broker) = match options.broker {
+        let (fanout, broker, jobs) = match options.broker {
             BrokerOptions::Memory => {
                 let head = types::Position { epoch: epoch.clone(), seq: 0 };
                 let fanout = Arc::new(Fanout::new(metrics.clone(), Some(head)));
                 let broker =
                     broker::memory::MemoryBroker::new(options.history, epoch, fanout.clone());
-                (fanout, Broker::Memory(broker))
+                let jobs = jobs::MemoryJobs::new(
+                    options.jobs,
+                    options.queue_capacity,
+                    metrics.clone(),
+                    shutdown.clone(),
+                );
+                (fanout, Broker::Memory(broker), Jobs::from(jobs))
             }
             BrokerOptions::Redis(redis) => {
                 let fanout = Arc::new(Fanout::new(metrics.clone(), None));
+                let job_watchers = Arc::default();
                 let broker = broker::redis::RedisBroker::start(
                     &redis,
                     &options.history,
                     fanout.clone(),
+                    Arc::clone(&job_watchers),
                     shutdown.clone(),
                 )
                 .map_err(|error| {
                     StartError(format!("cannot use Redis at the given URL: {error}"))
                 })?;
-                (fanout, Broker::Redis(broker))
+                let jobs = jobs::redis::RedisJobs::start(
+                    broker.connection(),
+                    redis.prefix.clone(),
+                    options.jobs,
+                    options.queue_capacity,
+                    metrics.clone(),
+                    shutdown.clone(),
+                    job_watchers,
+                );
+                (fanout, Broker::Redis(broker), Jobs::from(jobs))
             }
         };
         let shared = Shared {

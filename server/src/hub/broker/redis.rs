@@ -39,6 +39,7 @@ use super::{Accepted, Health, Missed, Unavailable, merge_presence};
 use crate::hub::RedisOptions;
 use crate::hub::fanout::{Fanout, Message};
 use crate::hub::history::HistoryOptions;
+use crate::hub::jobs::redis::JobWatchers;
 use crate::hub::registry::ClientPresence;
 use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
 
@@ -68,6 +69,7 @@ pub(crate) struct RedisBroker {
     history: HistoryOptions,
     presence_ttl: Duration,
     fanout: Arc<Fanout>,
+    job_watchers: Arc<JobWatchers>,
     /// Whether this node is subscribed to the bus (and so sees every message).
     subscribed: AtomicBool,
 }
@@ -129,6 +131,7 @@ impl RedisBroker {
         options: &RedisOptions,
         history: &HistoryOptions,
         fanout: Arc<Fanout>,
+        job_watchers: Arc<JobWatchers>,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, RedisError> {
         let client = redis::Client::open(options.url.as_str())?;
@@ -146,12 +149,18 @@ impl RedisBroker {
             history: history.clone(),
             presence_ttl: options.presence_ttl,
             fanout,
+            job_watchers,
             subscribed: AtomicBool::new(false),
         });
         tokio::spawn(listen(Arc::downgrade(&broker), stop.clone()));
         tokio::spawn(report_presence(Arc::downgrade(&broker), stop));
         tracing::info!(node = %broker.node_id, prefix = %broker.keys.prefix, "using Redis at {}", options.url);
         Ok(broker)
+    }
+
+    /// The command connection, shared with the task store.
+    pub(crate) fn connection(&self) -> ConnectionManager {
+        self.conn.clone()
     }
 
     pub(crate) async fn publish(
@@ -275,6 +284,7 @@ impl RedisBroker {
             .map_err(unavailable)?;
         let now = Position { epoch: parse_epoch(&epoch)?, seq };
         if self.fanout.head().as_ref() != Some(&now) {
+            self.job_watchers.close_all(DisconnectReason::Resync);
             let closed = self.fanout.close_all(DisconnectReason::Resync);
             if closed > 0 {
                 tracing::warn!(
@@ -292,6 +302,9 @@ impl RedisBroker {
         match BusMessage::parse(payload) {
             Some(BusMessage::Deliver(message)) => {
                 self.fanout.deliver(&message);
+            }
+            Some(BusMessage::Task { id, n, finished, frame }) => {
+                self.job_watchers.deliver(&id, n, finished, &frame);
             }
             Some(BusMessage::Kick(client)) => {
                 self.fanout.close_target(&Target::Client(client), DisconnectReason::Kicked);
@@ -359,6 +372,8 @@ impl RedisBroker {
 enum BusMessage {
     /// `m {epoch} {seq} {target}\n{frame}`: a message to deliver.
     Deliver(Message),
+    /// `j {task} {n} {finished}\n{frame}`: event `n` of a task.
+    Task { id: String, n: u64, finished: bool, frame: Bytes },
     /// `k {client}`: close this client's streams.
     Kick(ClientId),
 }
@@ -376,6 +391,12 @@ impl BusMessage {
                 let frame = Bytes::copy_from_slice(payload.get(header_end + 1..)?);
                 Some(Self::Deliver(Message { position: Position { epoch, seq }, target, frame }))
             }
+            "j" => Some(Self::Task {
+                id: fields.next()?.to_owned(),
+                n: fields.next()?.parse().ok()?,
+                finished: fields.next()? == "1",
+                frame: Bytes::copy_from_slice(payload.get(header_end + 1..)?),
+            }),
             "k" => Some(Self::Kick(fields.next()?.parse().ok()?)),
             _ => None,
         }

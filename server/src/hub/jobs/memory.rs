@@ -1,143 +1,26 @@
-//! Task streams: a task advances through steps, every change becomes an event in the
-//! task's own log, watchers get the log so far and then live events, and the final
-//! event ends their streams.
-//!
-//! Any worker drives a task through [`Jobs::progress`] and [`Jobs::finish`];
-//! [`Jobs::start_demo`] is a built-in simulated worker. Finished tasks are kept for
-//! [`JobOptions::ttl`] so a late page can still read the result, then removed by a
-//! sweeper task; a task nobody updates for [`JobOptions::idle_timeout`] is failed, so
-//! abandoned tasks cannot pile up.
+//! Tasks held in this process (the in-memory broker's).
 
 use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
-use serde::Serialize;
 use serde_json::{Value, json};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
-use super::lock;
-use super::subscriber::{Subscriber, Subscription};
-use super::types::DisconnectReason;
+use super::{
+    JobError, JobOptions, JobSnapshot, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL, Watch,
+};
+use crate::hub::lock;
+use crate::hub::subscriber::{Subscriber, Subscription};
+use crate::hub::types::DisconnectReason;
 use crate::metrics::Metrics;
 use crate::sse;
 
-/// A task's log keeps at most this many events; older progress events are dropped
-/// (the latest progress says where the task is, so nothing a page needs is lost).
-const MAX_EVENTS_PER_JOB: usize = 1000;
-
-/// How often the sweeper looks for expired and abandoned tasks.
-const SWEEP_INTERVAL: Duration = Duration::from_secs(1);
-
-/// Tunables for task streams.
+/// Tasks in this process. Clones share the same state.
 #[derive(Debug, Clone)]
-pub struct JobOptions {
-    /// How long a finished task stays readable.
-    pub ttl: Duration,
-    /// A running task with no update for this long is failed as abandoned.
-    pub idle_timeout: Duration,
-    /// Tasks held at once (running and finished); more are refused.
-    pub max_jobs: usize,
-}
-
-impl Default for JobOptions {
-    fn default() -> Self {
-        Self {
-            ttl: Duration::from_secs(600),
-            idle_timeout: Duration::from_secs(3600),
-            max_jobs: 10_000,
-        }
-    }
-}
-
-/// Why a task operation was refused.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JobError {
-    /// No task has this id (or it expired).
-    NotFound,
-    /// The task already ended; it takes no more progress or results.
-    AlreadyFinished,
-    /// A step outside `0..=total`.
-    StepOutOfRange {
-        /// The step given.
-        step: u64,
-        /// The task's total.
-        total: u64,
-    },
-    /// The node holds as many tasks as it is allowed to.
-    TooMany,
-    /// The node is shutting down.
-    ShuttingDown,
-    /// The broker that holds tasks cannot be reached.
-    Unavailable(String),
-}
-
-impl std::fmt::Display for JobError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Self::NotFound => f.write_str("no task with this id (finished tasks expire)"),
-            Self::AlreadyFinished => f.write_str("the task has already finished"),
-            Self::StepOutOfRange { step, total } => write!(f, "step {step} is outside 0..={total}"),
-            Self::TooMany => f.write_str("too many tasks on this node; retry later"),
-            Self::ShuttingDown => f.write_str("this node is shutting down; retry on another node"),
-            Self::Unavailable(error) => write!(f, "the message broker is unavailable: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for JobError {}
-
-/// How a task ended.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// It succeeded with this result.
-    Result(Value),
-    /// It failed with this error.
-    Error(String),
-}
-
-/// A task's state, as `GET /jobs/ID` reports it.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct JobSnapshot {
-    /// The task's id.
-    pub id: String,
-    /// What the task is, for people.
-    pub title: String,
-    /// `running`, `done` or `failed`.
-    pub state: &'static str,
-    /// The last step reported.
-    pub step: u64,
-    /// The number of steps.
-    pub total: u64,
-    /// The last progress message.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub message: Option<String>,
-    /// The result, once done.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub result: Option<Value>,
-    /// The error, once failed.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
-    /// When the task was created (RFC 3339).
-    pub created_at: String,
-    /// The id of the task's last event so far.
-    pub last_event_id: String,
-}
-
-/// What watching a task gives.
-#[derive(Debug)]
-pub enum Watch {
-    /// The task's events after the given id, then live ones; ends after the final event.
-    Stream(Subscription),
-    /// The watcher already saw the final event: there is nothing more, ever.
-    AlreadyFinished,
-}
-
-/// A handle to this node's tasks. Clones share the same state.
-#[derive(Debug, Clone)]
-pub struct Jobs {
+pub(crate) struct MemoryJobs {
     shared: Arc<Shared>,
 }
 
@@ -195,11 +78,7 @@ impl Job {
     }
 
     fn end(&mut self, outcome: Outcome) {
-        let data = match &outcome {
-            Outcome::Result(result) => json!({"result": result}),
-            Outcome::Error(error) => json!({"error": error}),
-        };
-        self.record("done", &data);
+        self.record("done", &super::done_data(&outcome));
         self.outcome = Some(outcome);
         for watcher in self.watchers.values() {
             watcher.close(DisconnectReason::Finished);
@@ -207,7 +86,7 @@ impl Job {
     }
 }
 
-impl Jobs {
+impl MemoryJobs {
     pub(crate) fn new(
         options: JobOptions,
         queue_capacity: usize,
@@ -232,7 +111,7 @@ impl Jobs {
     /// # Errors
     /// [`JobError::TooMany`] when the node holds `max_jobs` tasks,
     /// [`JobError::ShuttingDown`] during shutdown.
-    pub fn create(&self, title: String, total: u64) -> Result<String, JobError> {
+    pub(crate) fn create(&self, title: String, total: u64) -> Result<String, JobError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
@@ -266,7 +145,12 @@ impl Jobs {
     /// # Errors
     /// [`JobError::NotFound`], [`JobError::AlreadyFinished`] or
     /// [`JobError::StepOutOfRange`].
-    pub fn progress(&self, id: &str, step: u64, message: Option<String>) -> Result<(), JobError> {
+    pub(crate) fn progress(
+        &self,
+        id: &str,
+        step: u64,
+        message: Option<String>,
+    ) -> Result<(), JobError> {
         self.update(id, |job| {
             if step > job.total {
                 return Err(JobError::StepOutOfRange { step, total: job.total });
@@ -282,7 +166,7 @@ impl Jobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`] or [`JobError::AlreadyFinished`].
-    pub fn finish(&self, id: &str, outcome: Outcome) -> Result<(), JobError> {
+    pub(crate) fn finish(&self, id: &str, outcome: Outcome) -> Result<(), JobError> {
         self.update(id, |job| {
             job.end(outcome);
             Ok(())
@@ -308,7 +192,7 @@ impl Jobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`].
-    pub fn snapshot(&self, id: &str) -> Result<JobSnapshot, JobError> {
+    pub(crate) fn snapshot(&self, id: &str) -> Result<JobSnapshot, JobError> {
         let jobs = lock(&self.shared.jobs);
         let job = jobs.get(id).ok_or(JobError::NotFound)?;
         let (state, result, error) = match &job.outcome {
@@ -335,7 +219,7 @@ impl Jobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`], or [`JobError::ShuttingDown`] during shutdown.
-    pub fn watch(&self, id: &str, last_event_id: Option<&str>) -> Result<Watch, JobError> {
+    pub(crate) fn watch(&self, id: &str, last_event_id: Option<&str>) -> Result<Watch, JobError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
@@ -373,33 +257,6 @@ impl Jobs {
         Ok(Watch::Stream(Subscription::new(replay, None, subscriber, unregister)))
     }
 
-    /// Starts the built-in simulated task: `steps` steps, one every `interval`, then a
-    /// result. Returns its id.
-    ///
-    /// # Errors
-    /// As [`Jobs::create`].
-    pub fn start_demo(&self, steps: u64, interval: Duration) -> Result<String, JobError> {
-        let id = self.create(format!("Demo task ({steps} steps)"), steps)?;
-        let jobs = self.clone();
-        let job = id.clone();
-        tokio::spawn(async move {
-            let started = Instant::now();
-            for step in 1..=steps {
-                tokio::select! {
-                    () = tokio::time::sleep(interval) => {}
-                    () = jobs.shared.shutdown.cancelled() => return,
-                }
-                if jobs.progress(&job, step, Some(format!("step {step} of {steps}"))).is_err() {
-                    return;
-                }
-            }
-            let seconds = started.elapsed().as_secs_f64();
-            let result = json!(format!("finished {steps} steps in {seconds:.1} s"));
-            let _ = jobs.finish(&job, Outcome::Result(result));
-        });
-        Ok(id)
-    }
-
     /// Ends every watcher's stream; tasks stay as they are.
     pub(crate) fn shutdown(&self) {
         for job in lock(&self.shared.jobs).values() {
@@ -410,13 +267,13 @@ impl Jobs {
     }
 
     /// How many tasks the node holds.
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         lock(&self.shared.jobs).len()
     }
 
-    /// Whether the node holds no task.
-    pub fn is_empty(&self) -> bool {
-        self.len() == 0
+    /// Resolves when the node starts shutting down.
+    pub(crate) async fn stopped(&self) {
+        self.shared.shutdown.cancelled().await;
     }
 
     /// Removes finished tasks older than the TTL and fails abandoned ones.
@@ -429,8 +286,7 @@ impl Jobs {
             match job.outcome {
                 Some(_) => idle < options.ttl,
                 None if idle >= options.idle_timeout => {
-                    let timeout = humantime::format_duration(options.idle_timeout);
-                    job.end(Outcome::Error(format!("abandoned: no update for {timeout}")));
+                    job.end(Outcome::Error(super::abandoned_error(options.idle_timeout)));
                     abandoned += 1;
                     true
                 }
@@ -456,16 +312,18 @@ async fn sweep(shared: std::sync::Weak<Shared>) {
         if shared.shutdown.is_cancelled() {
             return;
         }
-        Jobs { shared }.sweep_once();
+        MemoryJobs { shared }.sweep_once();
     }
 }
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::*;
 
-    fn jobs(options: JobOptions) -> Jobs {
-        Jobs::new(options, 16, Arc::new(Metrics::default()), CancellationToken::new())
+    fn jobs(options: JobOptions) -> MemoryJobs {
+        MemoryJobs::new(options, 16, Arc::new(Metrics::default()), CancellationToken::new())
     }
 
     const OPTIONS: JobOptions = JobOptions {
@@ -483,7 +341,7 @@ mod tests {
         assert_eq!(jobs.snapshot(&id).unwrap().state, "done");
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(jobs.snapshot(&id), Err(JobError::NotFound));
-        assert!(jobs.is_empty());
+        assert_eq!(jobs.len(), 0);
     }
 
     #[tokio::test(start_paused = true)]
@@ -503,12 +361,14 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn the_demo_task_takes_its_steps_on_time() {
-        let jobs = jobs(OPTIONS);
-        let id = jobs.start_demo(3, Duration::from_secs(1)).unwrap();
-        let Watch::Stream(mut watch) = jobs.watch(&id, None).unwrap() else { panic!("running") };
+        let jobs = crate::hub::Jobs::from(jobs(OPTIONS));
+        let id = jobs.start_demo(3, Duration::from_secs(1)).await.unwrap();
+        let Watch::Stream(mut watch) = jobs.watch(&id, None).await.unwrap() else {
+            panic!("running")
+        };
         let started = Instant::now();
         let mut frames = Vec::new();
-        while let super::super::Next::Frame(frame) = watch.next().await {
+        while let crate::hub::Next::Frame(frame) = watch.next().await {
             frames.push(String::from_utf8(frame.to_vec()).unwrap());
         }
         assert_eq!(started.elapsed(), Duration::from_secs(3));

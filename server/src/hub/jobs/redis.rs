@@ -1,0 +1,381 @@
+//! Tasks in Redis: any node may create, drive or watch any task, and a finished task
+//! expires in Redis by itself.
+//!
+//! A task is a hash (`{prefix}:job:{id}`: title, total, step, message, state,
+//! result or error, the last event id) and a list of its encoded events
+//! (`…:events`, at most [`MAX_EVENTS_PER_JOB`]). Every change is one Lua script
+//! (`update.lua`) that checks the state, appends the event with the next id and
+//! `PUBLISH`es it on the bus; each node hands it to its own watchers. Two sorted
+//! sets hold deadlines: running tasks by idle timeout (the sweep fails them) and
+//! finished ones by expiry (so the task limit counts only live tasks).
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::{Duration, SystemTime};
+
+use bytes::Bytes;
+use redis::Script;
+use redis::aio::ConnectionManager;
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    JobError, JobOptions, JobSnapshot, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL, Watch,
+    abandoned_error, done_data,
+};
+use crate::hub::lock;
+use crate::hub::subscriber::{Subscriber, Subscription};
+use crate::hub::types::DisconnectReason;
+use crate::metrics::Metrics;
+use crate::sse;
+
+static CREATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/create.lua")));
+static UPDATE: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/update.lua")));
+static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/sweep.lua")));
+
+/// Tasks shared through Redis.
+pub(crate) struct RedisJobs {
+    conn: ConnectionManager,
+    prefix: String,
+    options: JobOptions,
+    queue_capacity: usize,
+    metrics: Arc<Metrics>,
+    shutdown: CancellationToken,
+    watchers: Arc<JobWatchers>,
+}
+
+impl std::fmt::Debug for RedisJobs {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisJobs").field("prefix", &self.prefix).finish_non_exhaustive()
+    }
+}
+
+/// This node's watchers of tasks, by task id; the broker hands them task events
+/// from the bus.
+#[derive(Debug, Default)]
+pub(crate) struct JobWatchers {
+    by_job: Mutex<HashMap<String, HashMap<u64, Arc<Subscriber>>>>,
+    next: AtomicU64,
+}
+
+impl JobWatchers {
+    /// Hands event `n` of task `id` to its watchers here; the final one ends them.
+    pub(crate) fn deliver(&self, id: &str, n: u64, finished: bool, frame: &Bytes) {
+        let by_job = lock(&self.by_job);
+        for watcher in by_job.get(id).into_iter().flat_map(HashMap::values) {
+            watcher.offer(n, frame);
+            if finished {
+                watcher.close(DisconnectReason::Finished);
+            }
+        }
+    }
+
+    /// Ends every watcher's stream.
+    pub(crate) fn close_all(&self, reason: DisconnectReason) {
+        for watcher in lock(&self.by_job).values().flat_map(HashMap::values) {
+            watcher.close(reason);
+        }
+    }
+
+    fn add(&self, id: &str, subscriber: Arc<Subscriber>) -> u64 {
+        let watcher = self.next.fetch_add(1, Ordering::Relaxed);
+        lock(&self.by_job).entry(id.to_owned()).or_default().insert(watcher, subscriber);
+        watcher
+    }
+
+    fn remove(&self, id: &str, watcher: u64) {
+        let mut by_job = lock(&self.by_job);
+        if let Some(watchers) = by_job.get_mut(id) {
+            watchers.remove(&watcher);
+            if watchers.is_empty() {
+                by_job.remove(id);
+            }
+        }
+    }
+}
+
+impl RedisJobs {
+    /// Tasks on the Redis behind `conn`; starts the sweep that fails abandoned tasks,
+    /// which runs until `shutdown`.
+    pub(crate) fn start(
+        conn: ConnectionManager,
+        prefix: String,
+        options: JobOptions,
+        queue_capacity: usize,
+        metrics: Arc<Metrics>,
+        shutdown: CancellationToken,
+        watchers: Arc<JobWatchers>,
+    ) -> Arc<Self> {
+        let jobs =
+            Arc::new(Self { conn, prefix, options, queue_capacity, metrics, shutdown, watchers });
+        tokio::spawn(sweep(Arc::downgrade(&jobs)));
+        jobs
+    }
+
+    fn task_key(&self, id: &str) -> String {
+        format!("{}:job:{id}", self.prefix)
+    }
+    fn events_key(&self, id: &str) -> String {
+        format!("{}:job:{id}:events", self.prefix)
+    }
+    fn running_key(&self) -> String {
+        format!("{}:jobs:running", self.prefix)
+    }
+    fn finished_key(&self) -> String {
+        format!("{}:jobs:finished", self.prefix)
+    }
+    fn bus(&self) -> String {
+        format!("{}:bus", self.prefix)
+    }
+
+    pub(crate) async fn create(&self, title: String, total: u64) -> Result<String, JobError> {
+        if self.shutdown.is_cancelled() {
+            return Err(JobError::ShuttingDown);
+        }
+        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let first = sse::encode_event(
+            None,
+            Some("progress"),
+            &json!({"step": 0, "total": total}).to_string(),
+        );
+        let created_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
+        let created: bool = CREATE
+            .key(self.task_key(&id))
+            .key(self.events_key(&id))
+            .key(self.running_key())
+            .key(self.finished_key())
+            .arg(&id)
+            .arg(title)
+            .arg(total)
+            .arg(created_at)
+            .arg(&first[..])
+            .arg(self.options.max_jobs)
+            .arg(millis(self.options.idle_timeout))
+            .arg(millis(self.options.ttl))
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        if !created {
+            return Err(JobError::TooMany);
+        }
+        self.metrics.job_created();
+        Ok(id)
+    }
+
+    pub(crate) async fn progress(
+        &self,
+        id: &str,
+        step: u64,
+        message: Option<String>,
+    ) -> Result<(), JobError> {
+        let message = message.map(|message| json!(message).to_string()).unwrap_or_default();
+        self.update(id, "progress", step, message.as_bytes(), "").await
+    }
+
+    pub(crate) async fn finish(&self, id: &str, outcome: Outcome) -> Result<(), JobError> {
+        let body = sse::encode_event(None, Some("done"), &done_data(&outcome).to_string());
+        let (kind, stored) = match &outcome {
+            Outcome::Result(result) => ("result", result.to_string()),
+            Outcome::Error(error) => ("error", error.clone()),
+        };
+        self.update(id, kind, 0, &body, &stored).await?;
+        self.metrics.job_finished();
+        Ok(())
+    }
+
+    async fn update(
+        &self,
+        id: &str,
+        kind: &str,
+        step: u64,
+        body_or_message: &[u8],
+        stored: &str,
+    ) -> Result<(), JobError> {
+        if !plausible_id(id) {
+            return Err(JobError::NotFound);
+        }
+        let reply: Vec<String> = UPDATE
+            .key(self.task_key(id))
+            .key(self.events_key(id))
+            .key(self.running_key())
+            .key(self.finished_key())
+            .key(self.bus())
+            .arg(id)
+            .arg(kind)
+            .arg(step)
+            .arg(body_or_message)
+            .arg(stored)
+            .arg(millis(self.options.idle_timeout))
+            .arg(millis(self.options.ttl))
+            .arg(MAX_EVENTS_PER_JOB)
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        match reply.first().map(String::as_str) {
+            Some("ok") => Ok(()),
+            Some("missing") => Err(JobError::NotFound),
+            Some("finished") => Err(JobError::AlreadyFinished),
+            Some("range") => {
+                let total = reply.get(1).and_then(|total| total.parse().ok()).unwrap_or(0);
+                Err(JobError::StepOutOfRange { step, total })
+            }
+            _ => Err(JobError::Unavailable("Redis sent a malformed reply".to_owned())),
+        }
+    }
+
+    pub(crate) async fn snapshot(&self, id: &str) -> Result<JobSnapshot, JobError> {
+        if !plausible_id(id) {
+            return Err(JobError::NotFound);
+        }
+        let fields: HashMap<String, String> = redis::cmd("HGETALL")
+            .arg(self.task_key(id))
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        snapshot_from(id, &fields).ok_or(JobError::NotFound)
+    }
+
+    pub(crate) async fn watch(
+        &self,
+        id: &str,
+        last_event_id: Option<&str>,
+    ) -> Result<Watch, JobError> {
+        if self.shutdown.is_cancelled() {
+            return Err(JobError::ShuttingDown);
+        }
+        if !plausible_id(id) {
+            return Err(JobError::NotFound);
+        }
+        // Registered before the log is read: events the read already holds are
+        // skipped live by their id, so none is lost or doubled in between.
+        let subscriber = Arc::new(Subscriber::new(self.queue_capacity));
+        let watcher = self.watchers.add(id, subscriber.clone());
+        self.metrics.connection_opened();
+        let watchers = Arc::downgrade(&self.watchers);
+        let metrics = self.metrics.clone();
+        let job = id.to_owned();
+        let subscription = Subscription::new(
+            Default::default(),
+            None,
+            subscriber.clone(),
+            Box::new(move |reason| {
+                if let Some(watchers) = watchers.upgrade() {
+                    watchers.remove(&job, watcher);
+                }
+                metrics.connection_closed(reason);
+            }),
+        );
+        let (state, last, events): (Option<String>, Option<u64>, Vec<Vec<u8>>) = redis::pipe()
+            .atomic()
+            .hget(self.task_key(id), "state")
+            .hget(self.task_key(id), "last")
+            .lrange(self.events_key(id), 0, -1)
+            .query_async(&mut self.conn.clone())
+            .await
+            .map_err(unavailable)?;
+        let (Some(state), Some(last)) = (state, last) else {
+            return Err(JobError::NotFound);
+        };
+        let finished = state != "running";
+        let last_seen =
+            last_event_id.and_then(|text| text.parse::<u64>().ok()).filter(|&seen| seen <= last);
+        if finished && last_seen == Some(last) {
+            return Ok(Watch::AlreadyFinished);
+        }
+        let first = last + 1 - events.len() as u64;
+        let replay = events
+            .into_iter()
+            .zip(first..)
+            .filter(|(_, n)| last_seen.is_none_or(|seen| *n > seen))
+            .map(|(frame, _)| Bytes::from(frame))
+            .collect();
+        if finished {
+            subscriber.close(DisconnectReason::Finished);
+        }
+        Ok(Watch::Stream(subscription.with_replay(replay, Some(last))))
+    }
+
+    /// Resolves when the node starts shutting down.
+    pub(crate) async fn stopped(&self) {
+        self.shutdown.cancelled().await;
+    }
+
+    /// Ends every watcher's stream on this node.
+    pub(crate) fn close_watchers(&self, reason: DisconnectReason) {
+        self.watchers.close_all(reason);
+    }
+
+    async fn sweep_once(&self) -> Result<(), redis::RedisError> {
+        let error = abandoned_error(self.options.idle_timeout);
+        let body = sse::encode_event(
+            None,
+            Some("done"),
+            &done_data(&Outcome::Error(error.clone())).to_string(),
+        );
+        SWEEP
+            .key(self.running_key())
+            .key(self.finished_key())
+            .key(self.bus())
+            .arg(format!("{}:job:", self.prefix))
+            .arg(&body[..])
+            .arg(error)
+            .arg(millis(self.options.ttl))
+            .arg(MAX_EVENTS_PER_JOB)
+            .invoke_async::<u64>(&mut self.conn.clone())
+            .await
+            .map(drop)
+    }
+}
+
+/// Fails abandoned tasks until the node shuts down (Redis being down only delays it).
+async fn sweep(jobs: std::sync::Weak<RedisJobs>) {
+    let mut tick = tokio::time::interval(SWEEP_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let Some(jobs) = jobs.upgrade() else { return };
+        if jobs.shutdown.is_cancelled() {
+            return;
+        }
+        if let Err(error) = jobs.sweep_once().await {
+            tracing::debug!("task sweep skipped: {error}");
+        }
+    }
+}
+
+/// Task ids are 16 hex digits; anything else cannot name a task (and is kept out of
+/// key names).
+fn plausible_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
+}
+
+fn snapshot_from(id: &str, fields: &HashMap<String, String>) -> Option<JobSnapshot> {
+    let field = |name: &str| fields.get(name);
+    let number = |name: &str| field(name).and_then(|value| value.parse::<u64>().ok());
+    let state = match field("state")?.as_str() {
+        "running" => "running",
+        "done" => "done",
+        _ => "failed",
+    };
+    Some(JobSnapshot {
+        id: id.to_owned(),
+        title: field("title")?.clone(),
+        state,
+        step: number("step")?,
+        total: number("total")?,
+        message: field("message").and_then(|message| serde_json::from_str(message).ok()),
+        result: field("result").map(|result| serde_json::from_str(result).unwrap_or(Value::Null)),
+        error: field("error").cloned(),
+        created_at: field("created_at")?.clone(),
+        last_event_id: number("last")?.to_string(),
+    })
+}
+
+fn unavailable(error: redis::RedisError) -> JobError {
+    JobError::Unavailable(error.to_string())
+}
+
+fn millis(duration: Duration) -> u64 {
+    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
+}
