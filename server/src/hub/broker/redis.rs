@@ -188,7 +188,7 @@ impl RedisBroker {
             .arg(self.keys.node_prefix())
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| unavailable(&error))?;
         let epoch = parse_epoch(&epoch)?;
         Ok(Accepted { id: EventId { epoch, seq, kind: target.kind() }, delivered })
     }
@@ -213,8 +213,10 @@ impl RedisBroker {
             .arg(millis(self.history.ttl))
             .arg(self.history.per_target)
             .arg(Epoch::random().as_str());
-        let reply: Vec<Vec<u8>> =
-            invocation.invoke_async(&mut self.conn.clone()).await.map_err(unavailable)?;
+        let reply: Vec<Vec<u8>> = invocation
+            .invoke_async(&mut self.conn.clone())
+            .await
+            .map_err(|error| unavailable(&error))?;
         parse_missed(reply).ok_or_else(|| Unavailable("Redis sent a malformed history".into()))
     }
 
@@ -225,7 +227,7 @@ impl RedisBroker {
             .arg(client.as_str())
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)
+            .map_err(|error| unavailable(&error))
     }
 
     pub(crate) async fn clients(&self) -> Result<Vec<ClientPresence>, Unavailable> {
@@ -234,7 +236,7 @@ impl RedisBroker {
             .arg(self.keys.node_prefix())
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| unavailable(&error))?;
         let reports = reports.iter().filter_map(|report| match serde_json::from_str(report) {
             Ok(presence) => Some(presence),
             Err(error) => {
@@ -281,7 +283,7 @@ impl RedisBroker {
             .arg(Epoch::random().as_str())
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| unavailable(&error))?;
         let now = Position { epoch: parse_epoch(&epoch)?, seq };
         if self.fanout.head().as_ref() != Some(&now) {
             self.job_watchers.close_all(DisconnectReason::Resync);
@@ -530,7 +532,7 @@ async fn report_presence(broker: Weak<RedisBroker>, stop: CancellationToken) {
     }
 }
 
-fn unavailable(error: RedisError) -> Unavailable {
+fn unavailable(error: &RedisError) -> Unavailable {
     Unavailable(error.to_string())
 }
 

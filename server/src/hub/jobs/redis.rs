@@ -155,7 +155,7 @@ impl RedisJobs {
             .arg(millis(self.options.ttl))
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| unavailable(&error))?;
         if !created {
             return Err(JobError::TooMany);
         }
@@ -211,7 +211,7 @@ impl RedisJobs {
             .arg(MAX_EVENTS_PER_JOB)
             .invoke_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| unavailable(&error))?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(()),
             Some("missing") => Err(JobError::NotFound),
@@ -232,7 +232,7 @@ impl RedisJobs {
             .arg(self.task_key(id))
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| unavailable(&error))?;
         snapshot_from(id, &fields).ok_or(JobError::NotFound)
     }
 
@@ -273,7 +273,7 @@ impl RedisJobs {
             .lrange(self.events_key(id), 0, -1)
             .query_async(&mut self.conn.clone())
             .await
-            .map_err(unavailable)?;
+            .map_err(|error| unavailable(&error))?;
         let (Some(state), Some(last)) = (state, last) else {
             return Err(JobError::NotFound);
         };
@@ -372,7 +372,7 @@ fn snapshot_from(id: &str, fields: &HashMap<String, String>) -> Option<JobSnapsh
     })
 }
 
-fn unavailable(error: redis::RedisError) -> JobError {
+fn unavailable(error: &redis::RedisError) -> JobError {
     JobError::Unavailable(error.to_string())
 }
 

@@ -1,6 +1,8 @@
 //! Test support: a real server on `127.0.0.1:0`, and an SSE reader built on the
 //! `eventsource-stream` parser (not our code).
 
+pub mod redis;
+
 use std::net::SocketAddr;
 use std::pin::Pin;
 use std::time::Duration;
