@@ -5,6 +5,8 @@ mod support;
 
 /// The broker contract, run against the memory and the Redis broker.
 mod broker;
+/// Several real nodes on one real Redis.
+mod cluster;
 /// Bad input of every kind gets a clear JSON 4xx.
 mod errors;
 /// Task streams: replay, live progress, the final event, 204 after it.

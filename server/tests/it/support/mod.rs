@@ -1,6 +1,8 @@
-//! Test support: a real server on `127.0.0.1:0`, and an SSE reader built on the
+//! Test support: a real server on `127.0.0.1:0` (in this process, or the real binary
+//! as a [`node::Node`]), an HTTP client for its API, and an SSE reader built on the
 //! `eventsource-stream` parser (not our code).
 
+pub mod node;
 pub mod redis;
 
 use std::net::SocketAddr;
@@ -24,7 +26,7 @@ pub const PATIENCE: Duration = Duration::from_secs(10);
 pub struct TestServer {
     pub addr: SocketAddr,
     pub state: AppState,
-    pub http: reqwest::Client,
+    api: Api,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
 }
@@ -46,11 +48,39 @@ impl TestServer {
         let task = tokio::spawn(herald::server::serve(listener, state.clone(), async move {
             let _ = stopped.await;
         }));
-        Self { addr, state, http: reqwest::Client::new(), stop: Some(stop), task: Some(task) }
+        let api = Api::new(format!("http://{addr}"));
+        Self { addr, state, api, stop: Some(stop), task: Some(task) }
+    }
+
+    /// Stops the server as SIGTERM would and waits for it to return.
+    pub async fn stop(mut self) -> std::io::Result<()> {
+        self.stop.take().map(|stop| stop.send(()));
+        self.task.take().expect("running").await.expect("server task")
+    }
+}
+
+impl std::ops::Deref for TestServer {
+    type Target = Api;
+
+    fn deref(&self) -> &Api {
+        &self.api
+    }
+}
+
+/// A client for one server's HTTP API.
+pub struct Api {
+    base: String,
+    pub http: reqwest::Client,
+}
+
+impl Api {
+    /// A client for the server at `base` (`http://host:port`).
+    pub fn new(base: String) -> Self {
+        Self { base, http: reqwest::Client::new() }
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        format!("{}{path}", self.base)
     }
 
     /// Sends a JSON request and returns the status and JSON body (`Null` if none).
@@ -97,12 +127,6 @@ impl TestServer {
         let response = request.send().await.expect("connect");
         assert_eq!(response.status(), StatusCode::OK, "{path}");
         SseClient::new(response)
-    }
-
-    /// Stops the server as SIGTERM would and waits for it to return.
-    pub async fn stop(mut self) -> std::io::Result<()> {
-        self.stop.take().map(|stop| stop.send(()));
-        self.task.take().expect("running").await.expect("server task")
     }
 }
 
