@@ -10,6 +10,21 @@ const here = __dirname;
 const heraldBin = path.resolve(here, process.env.HERALD_BIN ?? "../target/debug/herald");
 const siteRoot = path.resolve(here, process.env.HERALD_SITE_ROOT ?? "../target/site");
 
+// Two more nodes share one Redis (Debian's redis-server, started here too) for the
+// cluster spec; the node URLs are exported for it.
+const redisPort = process.env.E2E_REDIS_PORT ?? "3190";
+const nodePorts = [process.env.E2E_NODE_A_PORT ?? "3101", process.env.E2E_NODE_B_PORT ?? "3102"];
+const nodeURLs = nodePorts.map((nodePort) => `http://127.0.0.1:${nodePort}`);
+process.env.E2E_NODE_URLS = nodeURLs.join(" ");
+
+const heraldEnv = (listenPort: string) => ({
+  HERALD_LISTEN: `127.0.0.1:${listenPort}`,
+  LEPTOS_SITE_ROOT: siteRoot,
+  HERALD_LOG: "warn",
+  // Short reconnect delay so resume tests do not wait long.
+  HERALD_RETRY: "500ms",
+});
+
 export default defineConfig({
   testDir: "./tests",
   timeout: 30_000,
@@ -20,21 +35,39 @@ export default defineConfig({
   workers: 1,
   reporter: [["list"]],
   use: { baseURL, actionTimeout: 10_000, trace: "off" },
-  webServer: {
-    command: `"${heraldBin}"`,
-    url: `${baseURL}/healthz`,
-    reuseExistingServer: false,
-    timeout: 60_000,
-    stdout: "ignore",
-    stderr: "pipe",
-    env: {
-      HERALD_LISTEN: `127.0.0.1:${port}`,
-      LEPTOS_SITE_ROOT: siteRoot,
-      HERALD_LOG: "warn",
-      // Short reconnect delay so resume tests do not wait long.
-      HERALD_RETRY: "500ms",
+  webServer: [
+    {
+      command: `"${heraldBin}"`,
+      url: `${baseURL}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "ignore",
+      stderr: "pipe",
+      env: heraldEnv(port),
     },
-  },
+    {
+      command: `redis-server --port ${redisPort} --bind 127.0.0.1 --save "" --appendonly no`,
+      port: Number(redisPort),
+      reuseExistingServer: false,
+      timeout: 30_000,
+      stdout: "ignore",
+      stderr: "pipe",
+    },
+    ...nodePorts.map((nodePort, index) => ({
+      command: `"${heraldBin}"`,
+      url: `http://127.0.0.1:${nodePort}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "ignore" as const,
+      stderr: "pipe" as const,
+      env: {
+        ...heraldEnv(nodePort),
+        HERALD_REDIS_URL: `redis://127.0.0.1:${redisPort}`,
+        HERALD_REDIS_PREFIX: "e2e",
+        HERALD_NODE_ID: `node-${"ab"[index]}`,
+      },
+    })),
+  ],
   projects: [
     {
       name: "chromium",
