@@ -148,7 +148,7 @@ async fn presence_is_cluster_wide_and_forgets_a_killed_node() {
 
 #[tokio::test]
 async fn a_task_is_created_driven_and_watched_on_different_nodes() {
-    let Cluster { nodes, redis: _redis, .. } = cluster("tasks", 3, &[]).await;
+    let Cluster { nodes, redis: _redis, .. } = cluster("tasks", 3, &["--job-ttl", "2s"]).await;
     let (status, created) = nodes[0].post("/jobs", json!({"title": "export", "total": 2})).await;
     assert_eq!(status, 201, "{created}");
     let events = created["events"].as_str().unwrap().to_owned();
@@ -171,6 +171,8 @@ async fn a_task_is_created_driven_and_watched_on_different_nodes() {
     assert_eq!(again.send().await.unwrap().status(), 204);
     let (_, snapshot) = nodes[1].get(&format!("/jobs/{id}")).await;
     assert_eq!(snapshot["state"], "done");
+    // A finished task expires in Redis by itself, for every node.
+    eventually(|| async { nodes[2].get(&format!("/jobs/{id}")).await.0 == 404 }).await;
 }
 
 #[tokio::test]

@@ -540,7 +540,8 @@ fn parse_epoch(text: &str) -> Result<Epoch, Unavailable> {
     Epoch::from_text(text).ok_or_else(|| Unavailable("Redis holds a malformed epoch".to_owned()))
 }
 
-fn millis(duration: Duration) -> u64 {
+/// A duration as Redis takes it (`PEXPIRE`, script arguments).
+pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, LazyLock, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::SystemTime;
 
 use bytes::Bytes;
 use redis::Script;
@@ -24,6 +24,7 @@ use super::{
     JobError, JobOptions, JobSnapshot, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL, Watch,
     abandoned_error, done_data,
 };
+use crate::hub::broker::redis::millis;
 use crate::hub::lock;
 use crate::hub::subscriber::{Subscriber, Subscription};
 use crate::hub::types::DisconnectReason;
@@ -374,8 +375,4 @@ fn snapshot_from(id: &str, fields: &HashMap<String, String>) -> Option<JobSnapsh
 
 fn unavailable(error: &redis::RedisError) -> JobError {
     JobError::Unavailable(error.to_string())
-}
-
-fn millis(duration: Duration) -> u64 {
-    u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
 }
