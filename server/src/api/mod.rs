@@ -16,6 +16,7 @@ use axum::response::{IntoResponse, Response};
 
 use crate::error::ApiError;
 use crate::hub::Subscription;
+use crate::sse;
 use crate::state::AppState;
 use crate::stream::{StreamOptions, event_stream};
 
@@ -47,7 +48,20 @@ async fn refuse_while_shutting_down(
 /// An event-stream response for `subscription`, with the headers that keep proxies
 /// from buffering or transforming it.
 fn event_stream_response(subscription: Subscription, options: StreamOptions) -> Response {
-    let body = axum::body::Body::from_stream(event_stream(subscription, options));
+    with_stream_headers(axum::body::Body::from_stream(event_stream(subscription, options)))
+}
+
+/// A stream that ends at once, asking the client to come back after `retry`.
+/// EventSource gives up for good on any status but 200, so this, not a 503, is how a
+/// browser is told to retry while the broker it needs for its replay is unreachable.
+fn retry_later_response(options: StreamOptions) -> Response {
+    let retry = options.retry.as_millis().try_into().unwrap_or(u64::MAX);
+    let mut body = sse::preamble(retry).to_vec();
+    body.extend_from_slice(&sse::comment("broker unavailable; retry later"));
+    with_stream_headers(axum::body::Body::from(body))
+}
+
+fn with_stream_headers(body: axum::body::Body) -> Response {
     let mut response = body.into_response();
     let headers: &mut HeaderMap = response.headers_mut();
     headers

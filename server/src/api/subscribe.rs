@@ -6,8 +6,9 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 
-use super::{event_stream_response, last_event_id};
+use super::{event_stream_response, last_event_id, retry_later_response};
 use crate::error::ApiError;
+use crate::hub::HubError;
 use crate::hub::types::{ClientId, Topic};
 use crate::state::AppState;
 
@@ -23,8 +24,15 @@ async fn subscribe(
     let query =
         SubscribeQuery::parse(query.as_deref().unwrap_or(""), state.config.max_topics as usize)?;
     let resume_from = last_event_id(&headers, query.last_event_id.as_deref());
-    let subscription = state.hub.subscribe(query.client_id, query.topics, resume_from).await?;
-    Ok(event_stream_response(subscription, state.config.stream_options()))
+    let options = state.config.stream_options();
+    match state.hub.subscribe(query.client_id, query.topics, resume_from).await {
+        Ok(subscription) => Ok(event_stream_response(subscription, options)),
+        Err(HubError::Unavailable(error)) => {
+            tracing::debug!("asking a resuming client to retry: {error}");
+            Ok(retry_later_response(options))
+        }
+        Err(error) => Err(error.into()),
+    }
 }
 
 /// `client_id` (once), `topic` (any number of times), `last_event_id` (at most once);

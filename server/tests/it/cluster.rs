@@ -193,6 +193,10 @@ async fn a_redis_outage_is_survived() {
     assert!(error["error"].as_str().unwrap().contains("unavailable"), "{error}");
     let (_, health) = nodes[1].get("/healthz").await;
     assert_eq!(health["connections"], 1, "open streams stay open while Redis is down");
+    // A resuming client cannot be replayed to now: it is asked to retry (a 200 that
+    // ends at once, since EventSource would give up for good on a 503).
+    let mut early = nodes[1].open_stream("/sse?client_id=s", Some(&before.id)).await;
+    early.expect_end().await;
 
     redis.start_again().await;
     for node in &nodes {
