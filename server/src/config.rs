@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::auth::Secret;
 use crate::hub::jobs::JobOptions;
 use crate::hub::{BrokerOptions, HistoryOptions, HubOptions, RedisOptions};
 use crate::stream::StreamOptions;
@@ -88,6 +89,16 @@ pub struct Config {
     /// This node's name in the cluster [default: random].
     #[arg(long, env = "HERALD_NODE_ID", value_parser = node_id)]
     pub node_id: Option<String>,
+
+    /// A key publishers must send as `Authorization: Bearer KEY` to push, drive tasks, disconnect clients and list them; repeat for several (the variable takes a comma-separated list). Without any, anyone may publish.
+    #[arg(
+        long = "publish-key",
+        env = "HERALD_PUBLISH_KEYS",
+        value_name = "KEY",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub publish_keys: Vec<Secret>,
 
     /// Log filter, in tracing's EnvFilter syntax (e.g. info, herald=debug).
     #[arg(long, env = "HERALD_LOG", default_value = "info")]

@@ -18,6 +18,10 @@ use crate::hub::types::InvalidValue;
 pub enum ApiError {
     /// 400: the request is malformed or breaks a rule.
     BadRequest(String),
+    /// 401: credentials are needed and none were given.
+    Unauthorized(String),
+    /// 403: the credentials given do not allow this.
+    Forbidden(String),
     /// 404: no such resource.
     NotFound(String),
     /// 405: the path exists, the method does not.
@@ -40,6 +44,8 @@ impl ApiError {
     fn status(&self) -> StatusCode {
         match self {
             Self::BadRequest(_) => StatusCode::BAD_REQUEST,
+            Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
@@ -66,6 +72,8 @@ impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::BadRequest(text)
+            | Self::Unauthorized(text)
+            | Self::Forbidden(text)
             | Self::NotFound(text)
             | Self::Conflict(text)
             | Self::PayloadTooLarge(text)
@@ -82,7 +90,15 @@ impl std::error::Error for ApiError {}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status(), Json(json!({"error": self.to_string()}))).into_response()
+        let mut response =
+            (self.status(), Json(json!({"error": self.to_string()}))).into_response();
+        if matches!(self, Self::Unauthorized(_)) {
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static("Bearer realm=\"herald\""),
+            );
+        }
+        response
     }
 }
 

@@ -15,6 +15,7 @@
 //! # Layout
 //!
 //! - [`config`]: every setting, as flags and `HERALD_*` variables.
+//! - [`auth`]: publish keys, compared in constant time.
 //! - [`sse`]: event-stream framing that follows the WHATWG parser exactly.
 //! - [`hub`]: the registry of connections, publishing, presence, and [`hub::jobs`].
 //! - [`stream`]: preamble, frames and heartbeats for one response.
@@ -27,6 +28,7 @@
 #![recursion_limit = "256"]
 
 pub mod api;
+pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;

@@ -34,6 +34,12 @@ async fn run(config: Config) -> Result<(), String> {
         .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!("listening on http://{local}");
+    if !local.ip().is_loopback() && config.publish_keys.is_empty() {
+        tracing::warn!(
+            "listening on {local}, beyond this machine, with no publish key: anyone who can \
+             reach it may push to any client (see --publish-key)"
+        );
+    }
     let state = AppState::new(config).map_err(|error| error.to_string())?;
     server::serve(listener, state, shutdown_signal())
         .await

@@ -4,6 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
+use crate::auth::PublishKeys;
 use crate::config::Config;
 use crate::hub::{Hub, StartError};
 
@@ -15,6 +16,8 @@ pub struct AppState {
     pub hub: Hub,
     /// The settings the node runs with.
     pub config: Arc<Config>,
+    /// The keys publishers must present (none: open).
+    pub publish_keys: PublishKeys,
     /// How the web app is rendered and where its assets live.
     #[cfg(feature = "ssr")]
     pub leptos_options: leptos::config::LeptosOptions,
@@ -31,6 +34,7 @@ impl AppState {
             hub: Hub::new(config.hub_options())?,
             #[cfg(feature = "ssr")]
             leptos_options: crate::web::leptos_options(config.listen_addr()),
+            publish_keys: PublishKeys::new(config.publish_keys.clone()),
             config: Arc::new(config),
         })
     }

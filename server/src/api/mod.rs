@@ -14,6 +14,7 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
+use crate::auth::{self, Refusal};
 use crate::error::ApiError;
 use crate::hub::Subscription;
 use crate::sse;
@@ -30,7 +31,28 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(ops::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
+        .layer(middleware::from_fn_with_state(state.clone(), require_publish_key))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down))
+}
+
+/// Writes and the presence list need a publish key when keys are configured.
+async fn require_publish_key(
+    State(state): State<AppState>,
+    request: Request,
+    next: Next,
+) -> Response {
+    if auth::needs_publish_key(request.method(), request.uri().path())
+        && let Err(refusal) = state.publish_keys.check(request.headers())
+    {
+        return match refusal {
+            Refusal::Missing => ApiError::Unauthorized(
+                "a publish key is required: send Authorization: Bearer <key>".to_owned(),
+            ),
+            Refusal::Wrong => ApiError::Forbidden("this publish key is not accepted".to_owned()),
+        }
+        .into_response();
+    }
+    next.run(request).await
 }
 
 /// Answers 503 once the node is shutting down, so load balancers and clients move on.

@@ -3,6 +3,8 @@
 
 mod support;
 
+/// Publish keys.
+mod auth;
 /// The broker contract, run against the memory and the Redis broker.
 mod broker;
 /// Several real nodes on one real Redis.

@@ -1,0 +1,152 @@
+//! Who may publish: applications present a publish key as `Authorization: Bearer …`.
+//!
+//! With no key configured Herald is open (the default for local use and `make run`);
+//! with one or more, every write endpoint and the presence list need one of them. Keys
+//! are compared in constant time, so timing does not reveal how much of a guess was
+//! right, and they never appear in logs or `Debug` output.
+
+use axum::http::{HeaderMap, Method, header};
+use subtle::ConstantTimeEq;
+
+/// A value that must not leak: its `Debug` shows nothing of it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps a secret.
+    pub fn new(value: String) -> Self {
+        Self(value)
+    }
+
+    /// The secret itself, for the code that must use it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Secret(…)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = String;
+
+    fn from_str(value: &str) -> Result<Self, String> {
+        if value.len() < 16 {
+            return Err("must be at least 16 characters".to_owned());
+        }
+        if value.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("must not contain spaces or control characters".to_owned());
+        }
+        Ok(Self(value.to_owned()))
+    }
+}
+
+/// Why a publisher was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// No `Authorization: Bearer …` header (401).
+    Missing,
+    /// A key that is not one of the configured keys (403).
+    Wrong,
+}
+
+/// The keys that allow publishing.
+#[derive(Debug, Clone, Default)]
+pub struct PublishKeys {
+    keys: Vec<Secret>,
+}
+
+impl PublishKeys {
+    /// Publishing needs one of `keys`; with none, anyone may publish.
+    pub fn new(keys: Vec<Secret>) -> Self {
+        Self { keys }
+    }
+
+    /// Whether any key is configured.
+    pub fn enabled(&self) -> bool {
+        !self.keys.is_empty()
+    }
+
+    /// Checks the request's bearer key.
+    ///
+    /// # Errors
+    /// [`Refusal::Missing`] without a bearer token, [`Refusal::Wrong`] with a key that
+    /// is not configured.
+    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+        if !self.enabled() {
+            return Ok(());
+        }
+        let presented = bearer(headers).ok_or(Refusal::Missing)?;
+        // Every key is compared, matching or not, so the time taken does not say
+        // which one (or how much of one) matched.
+        let matches = self.keys.iter().fold(subtle::Choice::from(0), |found, key| {
+            found | key.expose().as_bytes().ct_eq(presented.as_bytes())
+        });
+        if bool::from(matches) { Ok(()) } else { Err(Refusal::Wrong) }
+    }
+}
+
+/// Whether a request needs a publish key: every write (`POST`, `DELETE`: pushes, task
+/// updates, disconnects) and the list of who is connected.
+pub fn needs_publish_key(method: &Method, path: &str) -> bool {
+    *method == Method::POST || *method == Method::DELETE || path == "/clients"
+}
+
+/// The token of an `Authorization: Bearer …` header.
+pub fn bearer(headers: &HeaderMap) -> Option<&str> {
+    let value = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    scheme.eq_ignore_ascii_case("bearer").then(|| token.trim()).filter(|token| !token.is_empty())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn headers(authorization: Option<&str>) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        if let Some(value) = authorization {
+            headers.insert(header::AUTHORIZATION, value.parse().unwrap());
+        }
+        headers
+    }
+
+    fn keys() -> PublishKeys {
+        PublishKeys::new(vec![
+            "first-key-0123456789".parse().unwrap(),
+            "second-key-0123456789".parse().unwrap(),
+        ])
+    }
+
+    #[test]
+    fn any_configured_key_is_accepted() {
+        assert_eq!(keys().check(&headers(Some("Bearer first-key-0123456789"))), Ok(()));
+        assert_eq!(keys().check(&headers(Some("bearer second-key-0123456789"))), Ok(()));
+    }
+
+    #[test]
+    fn a_missing_or_wrong_key_is_refused() {
+        assert_eq!(keys().check(&headers(None)), Err(Refusal::Missing));
+        assert_eq!(keys().check(&headers(Some("Basic abc"))), Err(Refusal::Missing));
+        assert_eq!(keys().check(&headers(Some("Bearer first-key"))), Err(Refusal::Wrong));
+        assert_eq!(
+            keys().check(&headers(Some("Bearer first-key-01234567890"))),
+            Err(Refusal::Wrong)
+        );
+    }
+
+    #[test]
+    fn without_keys_everyone_may_publish() {
+        assert_eq!(PublishKeys::default().check(&headers(None)), Ok(()));
+    }
+
+    #[test]
+    fn secrets_do_not_show_in_debug_output() {
+        let secret: Secret = "do-not-print-this-key".parse().unwrap();
+        assert!(!format!("{secret:?} {:?}", keys()).contains("key-0123"));
+        assert!("short".parse::<Secret>().is_err());
+    }
+}

@@ -1,0 +1,96 @@
+//! Publish keys: with keys configured, every write and the presence list need one.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use crate::support::TestServer;
+
+const KEY: &str = "publisher-key-0123456789";
+const OTHER_KEY: &str = "second-publisher-key-0123";
+
+async fn secured() -> TestServer {
+    TestServer::start_with(&["--publish-key", KEY, "--publish-key", OTHER_KEY]).await
+}
+
+/// Sends `method path` with `body` and an optional bearer key.
+async fn call(
+    server: &TestServer,
+    method: Method,
+    path: &str,
+    body: Value,
+    key: Option<&str>,
+) -> (StatusCode, Value, Option<String>) {
+    let mut request = server.http.request(method, server.url(path)).json(&body);
+    if let Some(key) = key {
+        request = request.bearer_auth(key);
+    }
+    let response = request.send().await.unwrap();
+    let challenge =
+        response.headers().get("www-authenticate").map(|value| value.to_str().unwrap().to_owned());
+    let (status, body) = crate::support::json_response(response).await;
+    (status, body, challenge)
+}
+
+#[tokio::test]
+async fn every_write_and_the_presence_list_need_a_key() {
+    let server = secured().await;
+    let protected = [
+        (Method::POST, "/push", json!({"broadcast": true, "message": "x"})),
+        (Method::POST, "/jobs", json!({"title": "t", "total": 1})),
+        (Method::POST, "/jobs/demo", json!({"steps": 1, "interval_ms": 0})),
+        (Method::POST, "/jobs/abc/progress", json!({"step": 1})),
+        (Method::POST, "/jobs/abc/finish", json!({"result": 1})),
+        (Method::DELETE, "/clients/someone", Value::Null),
+        (Method::GET, "/clients", Value::Null),
+    ];
+    for (method, path, body) in protected {
+        let (status, error, challenge) =
+            call(&server, method.clone(), path, body.clone(), None).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{method} {path} without a key");
+        assert!(error["error"].as_str().unwrap().contains("publish key"), "{error}");
+        assert_eq!(challenge.as_deref(), Some(r#"Bearer realm="herald""#));
+
+        let (status, error, _) =
+            call(&server, method.clone(), path, body.clone(), Some("wrong-key-0123456789")).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method} {path} with a wrong key: {error}");
+
+        let (status, _, _) = call(&server, method.clone(), path, body, Some(OTHER_KEY)).await;
+        assert!(
+            !matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN),
+            "{method} {path} with a right key got {status}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn with_a_key_publishing_works_and_reading_stays_open() {
+    let server = secured().await;
+    let mut stream = server.subscribe("client_id=reader").await;
+    let (status, reply, _) = call(
+        &server,
+        Method::POST,
+        "/push",
+        json!({"client_id": "reader", "message": "signed"}),
+        Some(KEY),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{reply}");
+    assert_eq!(stream.next_data().await, "signed");
+    assert_eq!(server.get("/healthz").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn without_keys_herald_stays_open() {
+    let server = TestServer::start().await;
+    server.push(json!({"broadcast": true, "message": "open"})).await;
+    assert_eq!(server.get("/clients").await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn keys_never_show_in_help_or_debug_output() {
+    let config = <herald::Config as clap::Parser>::parse_from(["herald", "--publish-key", KEY]);
+    assert!(!format!("{config:?}").contains(KEY));
+    let short =
+        <herald::Config as clap::Parser>::try_parse_from(["herald", "--publish-key", "abc"]);
+    assert!(short.is_err(), "keys shorter than 16 characters are refused at start");
+}
