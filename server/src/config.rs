@@ -100,9 +100,54 @@ pub struct Config {
     )]
     pub publish_keys: Vec<Secret>,
 
+    /// Require subscribers (`/sse`, task streams) to present a JWT signed with this HS256 secret: `sub` = the client id, `topics` = topics it may join, `jobs` = tasks it may watch, `exp`.
+    #[arg(long, env = "HERALD_SUBSCRIBER_SECRET", value_name = "SECRET", hide_env_values = true)]
+    pub subscriber_secret: Option<Secret>,
+
+    /// Like --subscriber-secret, for tokens signed with RS256 or ES256: the PEM file of the public key.
+    #[arg(
+        long,
+        env = "HERALD_SUBSCRIBER_PUBLIC_KEY",
+        value_name = "FILE",
+        conflicts_with = "subscriber_secret"
+    )]
+    pub subscriber_public_key: Option<std::path::PathBuf>,
+
+    /// Also accept the subscriber token as a `token` query parameter (for short-lived tokens; Herald never logs it).
+    #[arg(long, env = "HERALD_ALLOW_QUERY_TOKEN")]
+    pub allow_query_token: bool,
+
+    /// What to do instead of serving.
+    #[command(subcommand)]
+    pub command: Option<Command>,
+
     /// Log filter, in tracing's EnvFilter syntax (e.g. info, herald=debug).
     #[arg(long, env = "HERALD_LOG", default_value = "info")]
     pub log: String,
+}
+
+/// Things `herald` does instead of serving.
+#[derive(Debug, Clone, clap::Subcommand)]
+pub enum Command {
+    /// Print a subscriber token signed with --subscriber-secret, for trying secured mode out (applications mint their own).
+    Token(TokenArgs),
+}
+
+/// What a token from `herald token` grants.
+#[derive(Debug, Clone, clap::Args)]
+pub struct TokenArgs {
+    /// The client id it is for.
+    #[arg(long)]
+    pub sub: String,
+    /// A topic it may join (repeat for several; * for any).
+    #[arg(long = "topic")]
+    pub topics: Vec<String>,
+    /// A task it may watch (repeat for several; * for any).
+    #[arg(long = "job")]
+    pub jobs: Vec<String>,
+    /// How long it is valid.
+    #[arg(long, default_value = "1h", value_parser = positive_duration)]
+    pub ttl: Duration,
 }
 
 /// Where to listen when neither `--listen` nor `HERALD_LISTEN` is given.
@@ -154,7 +199,7 @@ impl Config {
 
     /// How event streams are framed.
     pub fn stream_options(&self) -> StreamOptions {
-        StreamOptions { heartbeat: self.heartbeat, retry: self.retry }
+        StreamOptions { heartbeat: self.heartbeat, retry: self.retry, expires_in: None }
     }
 }
 

@@ -9,6 +9,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
+use crate::auth::TokenRefusal;
 use crate::hub::HubError;
 use crate::hub::jobs::JobError;
 use crate::hub::types::InvalidValue;
@@ -137,6 +138,16 @@ impl From<HubError> for ApiError {
         match error {
             HubError::ShuttingDown => Self::ShuttingDown,
             HubError::Unavailable(_) => Self::Unavailable(error.to_string()),
+        }
+    }
+}
+
+impl From<TokenRefusal> for ApiError {
+    fn from(refusal: TokenRefusal) -> Self {
+        if refusal.is_unauthenticated() {
+            Self::Unauthorized(refusal.to_string())
+        } else {
+            Self::Forbidden(refusal.to_string())
         }
     }
 }

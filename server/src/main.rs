@@ -3,6 +3,8 @@
 use std::process::ExitCode;
 
 use clap::Parser;
+use herald::auth::token::{Claims, mint};
+use herald::config::{Command, TokenArgs};
 use herald::{AppState, Config, server};
 use tokio::net::TcpListener;
 use tracing_subscriber::EnvFilter;
@@ -10,13 +12,35 @@ use tracing_subscriber::EnvFilter;
 #[tokio::main]
 async fn main() -> ExitCode {
     let config = Config::parse();
-    match run(config).await {
+    let outcome = match &config.command {
+        Some(Command::Token(args)) => print_token(&config, args),
+        None => run(config).await,
+    };
+    match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("herald: {error}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// `herald token`: prints a subscriber token signed with the configured secret.
+fn print_token(config: &Config, args: &TokenArgs) -> Result<(), String> {
+    let secret = config.subscriber_secret.as_ref().ok_or(
+        "herald token needs --subscriber-secret (or HERALD_SUBSCRIBER_SECRET) to sign with",
+    )?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_err(|error| error.to_string())?;
+    let claims = Claims {
+        sub: args.sub.clone(),
+        topics: args.topics.clone(),
+        jobs: args.jobs.clone(),
+        exp: (now + args.ttl).as_secs(),
+    };
+    println!("{}", mint(secret, &claims)?);
+    Ok(())
 }
 
 async fn run(config: Config) -> Result<(), String> {
@@ -35,6 +59,7 @@ async fn run(config: Config) -> Result<(), String> {
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!("listening on http://{local}");
     if !local.ip().is_loopback() && config.publish_keys.is_empty() {
+        // Subscriber tokens alone do not stop anyone from pushing.
         tracing::warn!(
             "listening on {local}, beyond this machine, with no publish key: anyone who can \
              reach it may push to any client (see --publish-key)"

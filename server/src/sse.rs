@@ -84,6 +84,15 @@ pub fn position_marker(id: &str) -> Bytes {
     encode_event(Some(id), Some(POSITION_EVENT), "")
 }
 
+/// The event type that tells a page its subscriber token expired.
+pub const TOKEN_EXPIRED_EVENT: &str = "herald.token-expired";
+
+/// The last frame of a stream whose subscriber token expired: the page should get a
+/// fresh token and reconnect.
+pub fn token_expired() -> Bytes {
+    encode_event(None, Some(TOKEN_EXPIRED_EVENT), r#"{"reason":"token expired"}"#)
+}
+
 /// Writes `name: value\n`, dropping any character that would end the line early.
 fn put_field(frame: &mut BytesMut, name: &str, value: &str) {
     frame.put_slice(name.as_bytes());

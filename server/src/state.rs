@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use axum::extract::FromRef;
 
-use crate::auth::PublishKeys;
+use crate::auth::{PublishKeys, SubscriberAuth};
 use crate::config::Config;
 use crate::hub::{Hub, StartError};
 
@@ -18,6 +18,8 @@ pub struct AppState {
     pub config: Arc<Config>,
     /// The keys publishers must present (none: open).
     pub publish_keys: PublishKeys,
+    /// How subscriber tokens are checked (none: anyone may listen).
+    pub subscribers: Option<SubscriberAuth>,
     /// How the web app is rendered and where its assets live.
     #[cfg(feature = "ssr")]
     pub leptos_options: leptos::config::LeptosOptions,
@@ -35,7 +37,22 @@ impl AppState {
             #[cfg(feature = "ssr")]
             leptos_options: crate::web::leptos_options(config.listen_addr()),
             publish_keys: PublishKeys::new(config.publish_keys.clone()),
+            subscribers: subscriber_auth(&config)?,
             config: Arc::new(config),
         })
     }
+}
+
+/// The subscriber token check `config` asks for, if any.
+fn subscriber_auth(config: &Config) -> Result<Option<SubscriberAuth>, StartError> {
+    let allow_query = config.allow_query_token;
+    if let Some(secret) = &config.subscriber_secret {
+        return Ok(Some(SubscriberAuth::hmac(secret, allow_query)));
+    }
+    let Some(path) = &config.subscriber_public_key else { return Ok(None) };
+    let pem = std::fs::read(path)
+        .map_err(|error| StartError(format!("cannot read {}: {error}", path.display())))?;
+    SubscriberAuth::public_key(&pem, allow_query)
+        .map(Some)
+        .map_err(|error| StartError(format!("{}: {error}", path.display())))
 }

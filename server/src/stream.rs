@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
+use tokio::time::Instant;
 
 use crate::hub::{Next, Subscription};
 use crate::sse;
@@ -18,27 +19,47 @@ pub struct StreamOptions {
     pub heartbeat: Duration,
     /// The reconnection delay sent to the browser in the preamble.
     pub retry: Duration,
+    /// When the subscriber's token runs out: the stream then says so and ends.
+    pub expires_in: Option<Duration>,
+}
+
+impl StreamOptions {
+    /// The same framing for a stream that must end after `expires_in`.
+    pub fn expiring(self, expires_in: Option<Duration>) -> Self {
+        Self { expires_in, ..self }
+    }
 }
 
 /// The response body for `subscription`. It ends when the hub closes the subscription
-/// (task finished, shutdown, slow reader, operator); when the client goes away the
-/// body is dropped, and with it the subscription, which unregisters the connection.
+/// (task finished, shutdown, slow reader, operator), or when the subscriber's token
+/// expires, after a [`sse::TOKEN_EXPIRED_EVENT`] that tells the page to get a new one
+/// (a stream that simply ended would be reopened with the stale token, and refused).
+/// When the client goes away the body is dropped, and with it the subscription, which
+/// unregisters the connection.
 pub fn event_stream(
     subscription: Subscription,
     options: StreamOptions,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
     let preamble = sse::preamble(options.retry.as_millis().try_into().unwrap_or(u64::MAX));
     let heartbeat = sse::comment("heartbeat");
-    futures::stream::unfold((Some(preamble), subscription), move |(preamble, mut subscription)| {
+    let expires_at = options.expires_in.map(|remaining| Instant::now() + remaining);
+    let state = Some((Some(preamble), subscription));
+    futures::stream::unfold(state, move |state| {
         let heartbeat = heartbeat.clone();
         async move {
+            let (preamble, mut subscription) = state?;
             if let Some(preamble) = preamble {
-                return Some((Ok(preamble), (None, subscription)));
+                return Some((Ok(preamble), Some((None, subscription))));
             }
-            match tokio::time::timeout(options.heartbeat, subscription.next()).await {
-                Ok(Next::Frame(frame)) => Some((Ok(frame), (None, subscription))),
+            let quiet_until = Instant::now() + options.heartbeat;
+            let wake = expires_at.map_or(quiet_until, |expiry| expiry.min(quiet_until));
+            match tokio::time::timeout_at(wake, subscription.next()).await {
+                Ok(Next::Frame(frame)) => Some((Ok(frame), Some((None, subscription)))),
                 Ok(Next::Closed(_)) => None,
-                Err(_quiet) => Some((Ok(heartbeat), (None, subscription))),
+                Err(_) if expires_at.is_some_and(|expiry| Instant::now() >= expiry) => {
+                    Some((Ok(sse::token_expired()), None))
+                }
+                Err(_quiet) => Some((Ok(heartbeat), Some((None, subscription)))),
             }
         }
     })
@@ -54,8 +75,11 @@ mod tests {
     use crate::hub::types::{Payload, Target};
     use crate::hub::{Hub, HubOptions};
 
-    const OPTIONS: StreamOptions =
-        StreamOptions { heartbeat: Duration::from_secs(15), retry: Duration::from_millis(2500) };
+    const OPTIONS: StreamOptions = StreamOptions {
+        heartbeat: Duration::from_secs(15),
+        retry: Duration::from_millis(2500),
+        expires_in: None,
+    };
 
     async fn next_text(
         stream: &mut (impl Stream<Item = Result<Bytes, Infallible>> + Unpin),
@@ -90,6 +114,21 @@ mod tests {
             Duration::from_secs(15),
             "a message resets the heartbeat"
         );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn says_when_the_token_expires_and_ends() {
+        let hub = Hub::new(HubOptions::default()).unwrap();
+        let subscription = hub.subscribe("a".parse().unwrap(), vec![], None).await.unwrap();
+        let options = OPTIONS.expiring(Some(Duration::from_secs(20)));
+        let mut stream = Box::pin(event_stream(subscription, options));
+        next_text(&mut stream).await;
+        next_text(&mut stream).await;
+        let started = tokio::time::Instant::now();
+        assert_eq!(next_text(&mut stream).await, ": heartbeat\n\n");
+        assert!(next_text(&mut stream).await.starts_with("event: herald.token-expired\n"));
+        assert_eq!(started.elapsed(), Duration::from_secs(20));
+        assert!(stream.next().await.is_none());
     }
 
     #[tokio::test]

@@ -12,6 +12,7 @@ use serde_json::{Value, json};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery};
 use super::{event_stream_response, last_event_id};
+use crate::auth::{Claims, TokenRefusal};
 use crate::error::ApiError;
 use crate::hub::jobs::{JobSnapshot, Outcome, Watch};
 use crate::state::AppState;
@@ -77,6 +78,22 @@ struct FinishRequest {
 #[derive(Debug, Deserialize)]
 struct EventsQuery {
     last_event_id: Option<String>,
+    token: Option<String>,
+}
+
+/// With subscriber tokens on, a task's state and stream need a token that names it.
+fn authorize_watcher(
+    state: &AppState,
+    headers: &HeaderMap,
+    query_token: Option<&str>,
+    id: &str,
+) -> Result<Option<Claims>, ApiError> {
+    let Some(auth) = &state.subscribers else { return Ok(None) };
+    let claims = auth.authenticate(headers, query_token)?;
+    if !claims.allows_job(id) {
+        return Err(TokenRefusal::JobNotAllowed.into());
+    }
+    Ok(Some(claims))
 }
 
 async fn create(
@@ -123,7 +140,10 @@ fn created(id: &str) -> Response {
 async fn snapshot(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
+    ApiQuery(query): ApiQuery<EventsQuery>,
+    headers: HeaderMap,
 ) -> Result<Json<JobSnapshot>, ApiError> {
+    authorize_watcher(&state, &headers, query.token.as_deref(), &id)?;
     Ok(Json(state.hub.jobs().snapshot(&id).await?))
 }
 
@@ -176,11 +196,11 @@ async fn events(
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let claims = authorize_watcher(&state, &headers, query.token.as_deref(), &id)?;
+    let options = state.config.stream_options().expiring(claims.map(|claims| claims.remaining()));
     let last_seen = last_event_id(&headers, query.last_event_id.as_deref());
     Ok(match state.hub.jobs().watch(&id, last_seen).await? {
-        Watch::Stream(subscription) => {
-            event_stream_response(subscription, state.config.stream_options())
-        }
+        Watch::Stream(subscription) => event_stream_response(subscription, options),
         Watch::AlreadyFinished => StatusCode::NO_CONTENT.into_response(),
     })
 }

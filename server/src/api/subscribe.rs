@@ -7,6 +7,7 @@ use axum::response::Response;
 use axum::routing::get;
 
 use super::{event_stream_response, last_event_id, retry_later_response};
+use crate::auth::{Claims, SubscriberAuth, TokenRefusal};
 use crate::error::ApiError;
 use crate::hub::HubError;
 use crate::hub::types::{ClientId, Topic};
@@ -23,8 +24,12 @@ async fn subscribe(
 ) -> Result<Response, ApiError> {
     let query =
         SubscribeQuery::parse(query.as_deref().unwrap_or(""), state.config.max_topics as usize)?;
+    let expires_in = match &state.subscribers {
+        None => None,
+        Some(auth) => Some(query.authorize(auth, &headers)?.remaining()),
+    };
     let resume_from = last_event_id(&headers, query.last_event_id.as_deref());
-    let options = state.config.stream_options();
+    let options = state.config.stream_options().expiring(expires_in);
     match state.hub.subscribe(query.client_id, query.topics, resume_from).await {
         Ok(subscription) => Ok(event_stream_response(subscription, options)),
         Err(HubError::Unavailable(error)) => {
@@ -42,6 +47,7 @@ struct SubscribeQuery {
     client_id: ClientId,
     topics: Vec<Topic>,
     last_event_id: Option<String>,
+    token: Option<String>,
 }
 
 impl SubscribeQuery {
@@ -49,6 +55,7 @@ impl SubscribeQuery {
         let mut client_id = None;
         let mut topics = Vec::new();
         let mut last_event_id = None;
+        let mut token = None;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match &*key {
                 "client_id" if client_id.is_some() => {
@@ -62,6 +69,7 @@ impl SubscribeQuery {
                     ));
                 }
                 "last_event_id" => last_event_id = Some(value.into_owned()),
+                "token" => token = Some(value.into_owned()),
                 _ => {}
             }
         }
@@ -72,6 +80,19 @@ impl SubscribeQuery {
         }
         let client_id =
             client_id.ok_or_else(|| ApiError::BadRequest("client_id is required".to_owned()))?;
-        Ok(Self { client_id, topics, last_event_id })
+        Ok(Self { client_id, topics, last_event_id, token })
+    }
+
+    /// The request's subscriber token, checked against what it asks for: this client
+    /// id and every topic.
+    fn authorize(&self, auth: &SubscriberAuth, headers: &HeaderMap) -> Result<Claims, ApiError> {
+        let claims = auth.authenticate(headers, self.token.as_deref())?;
+        if claims.sub != self.client_id.as_str() {
+            return Err(TokenRefusal::WrongClient.into());
+        }
+        if let Some(topic) = self.topics.iter().find(|topic| !claims.allows_topic(topic.as_str())) {
+            return Err(TokenRefusal::TopicNotAllowed(topic.to_string()).into());
+        }
+        Ok(claims)
     }
 }

@@ -25,5 +25,7 @@ mod shutdown;
 mod slow;
 /// Stream headers and opening bytes.
 mod subscribe;
+/// Subscriber tokens on client and task streams.
+mod tokens;
 /// The encoder against an independent parser, for any payload.
 mod wire;

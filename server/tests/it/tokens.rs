@@ -1,0 +1,147 @@
+//! Subscriber tokens: with a subscriber secret, `/sse` and task streams need a JWT
+//! naming the client id, its topics and its tasks; an expired token ends the stream
+//! with an event that says so.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use herald::auth::Secret;
+use herald::auth::token::{Claims, SubscriberAuth, mint};
+use reqwest::StatusCode;
+use serde_json::json;
+
+use crate::support::{SseClient, TestServer};
+
+const SECRET: &str = "subscriber-secret-0123456789";
+
+fn token(sub: &str, topics: &[&str], jobs: &[&str], valid_for: Duration) -> String {
+    let exp = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + valid_for).as_secs();
+    let claims = Claims {
+        sub: sub.to_owned(),
+        topics: topics.iter().map(|topic| (*topic).to_owned()).collect(),
+        jobs: jobs.iter().map(|job| (*job).to_owned()).collect(),
+        exp,
+    };
+    mint(&SECRET.parse().unwrap(), &claims).unwrap()
+}
+
+fn hour() -> Duration {
+    Duration::from_secs(3600)
+}
+
+async fn secured(extra: &[&str]) -> TestServer {
+    let mut args = vec!["--subscriber-secret", SECRET];
+    args.extend_from_slice(extra);
+    TestServer::start_with(&args).await
+}
+
+/// `GET path` with optional cookie and bearer token; the status and JSON error.
+async fn open(
+    server: &TestServer,
+    path: &str,
+    cookie: Option<&str>,
+    bearer: Option<&str>,
+) -> reqwest::Response {
+    let mut request = server.http.get(server.url(path));
+    if let Some(token) = cookie {
+        request = request.header("cookie", format!("theme=dark; herald_token={token}"));
+    }
+    if let Some(token) = bearer {
+        request = request.bearer_auth(token);
+    }
+    request.send().await.unwrap()
+}
+
+async fn refused(response: reqwest::Response) -> (StatusCode, String) {
+    let status = response.status();
+    let body: serde_json::Value = response.json().await.unwrap();
+    (status, body["error"].as_str().unwrap().to_owned())
+}
+
+#[tokio::test]
+async fn a_stream_needs_a_valid_token_for_its_client_and_topics() {
+    let server = secured(&[]).await;
+    let path = "/sse?client_id=tab&topic=news";
+    let good = token("tab", &["news"], &[], hour());
+
+    let (status, error) = refused(open(&server, path, None, None).await).await;
+    assert_eq!((status, error.contains("token is required")), (StatusCode::UNAUTHORIZED, true));
+    let forged = {
+        let claims = Claims { sub: "tab".into(), topics: vec![], jobs: vec![], exp: u64::MAX / 2 };
+        mint(&"someone-elses-secret-012345".parse::<Secret>().unwrap(), &claims).unwrap()
+    };
+    let (status, _) = refused(open(&server, path, Some(&forged), None).await).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "a token signed with another secret");
+    let expired = token("tab", &["news"], &[], Duration::ZERO);
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let (status, error) = refused(open(&server, path, Some(&expired), None).await).await;
+    assert_eq!((status, error.contains("expired")), (StatusCode::UNAUTHORIZED, true));
+    let other = token("other", &["news"], &[], hour());
+    let (status, _) = refused(open(&server, path, Some(&other), None).await).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "a token for another client id");
+    let no_topic = token("tab", &["sport"], &[], hour());
+    let (status, error) = refused(open(&server, path, Some(&no_topic), None).await).await;
+    assert_eq!((status, error.contains("news")), (StatusCode::FORBIDDEN, true));
+
+    for (cookie, bearer) in [(Some(good.as_str()), None), (None, Some(good.as_str()))] {
+        let response = open(&server, path, cookie, bearer).await;
+        assert_eq!(response.status(), StatusCode::OK);
+        let mut stream = SseClient::new(response);
+        server.push(json!({"topic": "news", "message": "for token holders"})).await;
+        assert_eq!(stream.next_data().await, "for token holders");
+    }
+}
+
+#[tokio::test]
+async fn a_token_in_the_query_string_is_accepted_only_when_enabled() {
+    let good = token("tab", &[], &[], hour());
+    let path = format!("/sse?client_id=tab&token={good}");
+    let strict = secured(&[]).await;
+    let (status, error) = refused(open(&strict, &path, None, None).await).await;
+    assert_eq!((status, error.contains("query")), (StatusCode::UNAUTHORIZED, true));
+    let lenient = secured(&["--allow-query-token"]).await;
+    assert_eq!(open(&lenient, &path, None, None).await.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn an_expiring_token_ends_the_stream_with_an_event_that_says_so() {
+    let server = secured(&[]).await;
+    let short = token("tab", &[], &[], Duration::from_secs(2));
+    let response = open(&server, "/sse?client_id=tab", Some(&short), None).await;
+    let mut stream = SseClient::new(response);
+    let event = stream.next().await;
+    assert_eq!(event.event, "herald.token-expired");
+    stream.expect_end().await;
+    // Reconnecting with the same token is refused, so EventSource stops there
+    // instead of looping; the page listens for the event and gets a new token.
+    assert_eq!(open(&server, "/sse?client_id=tab", Some(&short), None).await.status(), 401);
+}
+
+#[tokio::test]
+async fn a_task_stream_needs_a_token_naming_the_task() {
+    let server = secured(&[]).await;
+    let (_, created) = server.post("/jobs", json!({"title": "t", "total": 1})).await;
+    let id = created["id"].as_str().unwrap();
+    let events = format!("/jobs/{id}/events");
+    assert_eq!(open(&server, &events, None, None).await.status(), StatusCode::UNAUTHORIZED);
+    let other = token("tab", &[], &["another"], hour());
+    assert_eq!(open(&server, &events, Some(&other), None).await.status(), StatusCode::FORBIDDEN);
+    let allowed = token("tab", &[], &[id], hour());
+    let mut stream = SseClient::new(open(&server, &events, Some(&allowed), None).await);
+    assert_eq!(stream.next().await.event, "progress");
+    let state = open(&server, &format!("/jobs/{id}"), None, Some(&allowed)).await;
+    assert_eq!(state.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn herald_token_prints_a_token_the_server_accepts() {
+    let output = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--subscriber-secret", SECRET, "token", "--sub", "cli", "--topic", "news"])
+        .output()
+        .await
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    let printed = String::from_utf8(output.stdout).unwrap();
+    let claims = SubscriberAuth::hmac(&SECRET.parse().unwrap(), false).verify(printed.trim());
+    let claims = claims.unwrap();
+    assert_eq!((claims.sub.as_str(), claims.topics.as_slice()), ("cli", &["news".to_owned()][..]));
+}
