@@ -117,6 +117,10 @@ pub struct Config {
     #[arg(long, env = "HERALD_ALLOW_QUERY_TOKEN")]
     pub allow_query_token: bool,
 
+    /// Let pages and publishers on this origin (e.g. https://app.example.com) call the API from a browser, with cookies; repeat for several. `*` allows any origin, without cookies.
+    #[arg(long = "cors-origin", env = "HERALD_CORS_ORIGINS", value_name = "ORIGIN", value_delimiter = ',', value_parser = cors_origin)]
+    pub cors_origins: Vec<String>,
+
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,
@@ -215,6 +219,21 @@ fn redis_url(text: &str) -> Result<String, String> {
     redis::Client::open(text)
         .map(|_| text.to_owned())
         .map_err(|error| format!("{error} (example: redis://127.0.0.1:6379/0)"))
+}
+
+/// `*`, or `scheme://host[:port]` with nothing after it: what browsers send as `Origin`.
+fn cors_origin(text: &str) -> Result<String, String> {
+    let valid = text == "*"
+        || text.split_once("://").is_some_and(|(scheme, rest)| {
+            matches!(scheme, "http" | "https")
+                && !rest.is_empty()
+                && !rest.contains(['/', '?', '#', ' '])
+        });
+    if valid {
+        Ok(text.to_owned())
+    } else {
+        Err("must be * or an origin such as https://app.example.com (no path)".to_owned())
+    }
 }
 
 /// Key prefixes are written into keys and channel names: keep them to plain words.

@@ -20,6 +20,8 @@ pub struct AppState {
     pub publish_keys: PublishKeys,
     /// How subscriber tokens are checked (none: anyone may listen).
     pub subscribers: Option<SubscriberAuth>,
+    /// CORS for the API (none: same origin only).
+    pub cors: Option<tower_http::cors::CorsLayer>,
     /// How the web app is rendered and where its assets live.
     #[cfg(feature = "ssr")]
     pub leptos_options: leptos::config::LeptosOptions,
@@ -38,6 +40,7 @@ impl AppState {
             leptos_options: crate::web::leptos_options(config.listen_addr()),
             publish_keys: PublishKeys::new(config.publish_keys.clone()),
             subscribers: subscriber_auth(&config)?,
+            cors: crate::api::cors::layer(&config.cors_origins).map_err(StartError)?,
             config: Arc::new(config),
         })
     }

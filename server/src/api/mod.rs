@@ -1,6 +1,7 @@
 //! The HTTP API: thin handlers that parse requests into the hub's types, call the hub
 //! and shape its answers. Every failure is an [`ApiError`](crate::error::ApiError).
 
+pub mod cors;
 mod extract;
 mod jobs;
 mod ops;
@@ -23,7 +24,7 @@ use crate::stream::{StreamOptions, event_stream};
 
 /// The API routes, without the web app.
 pub fn router(state: &AppState) -> Router<AppState> {
-    Router::new()
+    let router = Router::new()
         .merge(subscribe::routes())
         .merge(push::routes())
         .merge(jobs::routes())
@@ -32,7 +33,12 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
         .layer(middleware::from_fn_with_state(state.clone(), require_publish_key))
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down))
+        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down));
+    // Outermost, so that preflight requests are answered before any check.
+    match state.cors.clone() {
+        Some(cors) => router.layer(cors),
+        None => router,
+    }
 }
 
 /// Writes and the presence list need a publish key when keys are configured.

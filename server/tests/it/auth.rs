@@ -94,3 +94,56 @@ async fn keys_never_show_in_help_or_debug_output() {
         <herald::Config as clap::Parser>::try_parse_from(["herald", "--publish-key", "abc"]);
     assert!(short.is_err(), "keys shorter than 16 characters are refused at start");
 }
+
+#[tokio::test]
+async fn a_listed_origin_may_push_from_a_browser_with_credentials() {
+    let server = TestServer::start_with(&["--cors-origin", "https://app.example"]).await;
+    let preflight = server
+        .http
+        .request(Method::OPTIONS, server.url("/push"))
+        .header("origin", "https://app.example")
+        .header("access-control-request-method", "POST")
+        .header("access-control-request-headers", "authorization, content-type")
+        .send()
+        .await
+        .unwrap();
+    assert!(preflight.status().is_success(), "{}", preflight.status());
+    let allowed = |name: &str| {
+        preflight.headers().get(name).map(|value| value.to_str().unwrap().to_lowercase())
+    };
+    assert_eq!(allowed("access-control-allow-origin").as_deref(), Some("https://app.example"));
+    assert_eq!(allowed("access-control-allow-credentials").as_deref(), Some("true"));
+    assert!(allowed("access-control-allow-methods").unwrap().contains("post"));
+    assert!(allowed("access-control-allow-headers").unwrap().contains("authorization"));
+
+    let stranger = server
+        .http
+        .request(Method::OPTIONS, server.url("/push"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "POST")
+        .send()
+        .await
+        .unwrap();
+    assert!(stranger.headers().get("access-control-allow-origin").is_none());
+}
+
+#[tokio::test]
+async fn any_origin_is_allowed_only_without_credentials() {
+    let server = TestServer::start_with(&["--cors-origin", "*"]).await;
+    let response =
+        server.http.get(server.url("/healthz")).header("origin", "https://a.example").send();
+    let response = response.await.unwrap();
+    assert_eq!(response.headers()["access-control-allow-origin"], "*");
+    assert!(response.headers().get("access-control-allow-credentials").is_none());
+    let argv = ["herald", "--cors-origin", "*", "--cors-origin", "https://a.example"];
+    let config = <herald::Config as clap::Parser>::parse_from(argv);
+    assert!(herald::AppState::new(config).is_err(), "* mixed with named origins is refused");
+    assert!(
+        <herald::Config as clap::Parser>::try_parse_from([
+            "herald",
+            "--cors-origin",
+            "a.example/x"
+        ])
+        .is_err()
+    );
+}
