@@ -121,6 +121,22 @@ pub struct Config {
     #[arg(long = "cors-origin", env = "HERALD_CORS_ORIGINS", value_name = "ORIGIN", value_delimiter = ',', value_parser = cors_origin)]
     pub cors_origins: Vec<String>,
 
+    /// Event streams this node holds at once; more are refused with 429.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections: u32,
+
+    /// Event streams one source address may hold at once; more are refused with 429.
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_connections_per_ip: u32,
+
+    /// Pushes per second one publisher (publish key, or source address without keys) may send on average; more get 429 with Retry-After.
+    #[arg(long, env = "HERALD_PUSH_RATE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub push_rate: u32,
+
+    /// Pushes one publisher may send in a burst above --push-rate.
+    #[arg(long, env = "HERALD_PUSH_BURST", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
+    pub push_burst: u32,
+
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,

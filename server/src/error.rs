@@ -69,6 +69,16 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The response, with a `Retry-After` of `wait` (rounded up to whole seconds).
+    pub fn with_retry_after(self, wait: std::time::Duration) -> Response {
+        let seconds = wait.as_secs() + u64::from(wait.subsec_nanos() > 0);
+        let mut response = self.into_response();
+        response.headers_mut().insert(axum::http::header::RETRY_AFTER, seconds.max(1).into());
+        response
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {

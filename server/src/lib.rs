@@ -20,6 +20,7 @@
 //! - [`hub`]: the registry of connections, publishing, presence, and [`hub::jobs`].
 //! - [`stream`]: preamble, frames and heartbeats for one response.
 //! - [`api`]: the HTTP endpoints of the contract, and [`error`] for their failures.
+//! - [`limits`]: streams per node and per address, pushes per second per publisher.
 //! - [`metrics`]: counters rendered for Prometheus.
 //! - [`server`]: the router and the serve loop with graceful shutdown.
 
@@ -32,6 +33,7 @@ pub mod auth;
 pub mod config;
 pub mod error;
 pub mod hub;
+pub mod limits;
 pub mod metrics;
 pub mod server;
 pub mod sse;

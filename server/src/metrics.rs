@@ -24,6 +24,39 @@ pub struct Metrics {
     replayed_messages: AtomicU64,
     gaps: AtomicU64,
     publish_seconds: Histogram,
+    limited: [AtomicU64; Limit::ALL.len()],
+}
+
+/// A limit a request ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Limit {
+    /// Open streams on this node (429).
+    Connections,
+    /// Open streams from one source address (429).
+    ConnectionsPerAddress,
+    /// Pushes per second from one publisher (429).
+    PushRate,
+    /// Topics on one connection (400).
+    Topics,
+    /// A message or request body over its size limit (413).
+    Size,
+}
+
+impl Limit {
+    /// Every limit, for metrics.
+    pub const ALL: [Limit; 5] =
+        [Self::Connections, Self::ConnectionsPerAddress, Self::PushRate, Self::Topics, Self::Size];
+
+    /// The snake-case name used in metrics.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Connections => "connections",
+            Self::ConnectionsPerAddress => "connections_per_address",
+            Self::PushRate => "push_rate",
+            Self::Topics => "topics",
+            Self::Size => "size",
+        }
+    }
 }
 
 /// Values read from the hub's state when metrics are rendered, rather than kept in
@@ -110,6 +143,16 @@ impl Metrics {
         }
     }
 
+    /// A request refused by `limit`.
+    pub fn limited(&self, limit: Limit) {
+        self.limited[limit as usize].fetch_add(1, Relaxed);
+    }
+
+    /// Requests refused by `limit` since start.
+    pub fn times_limited(&self, limit: Limit) -> u64 {
+        self.limited[limit as usize].load(Relaxed)
+    }
+
     pub(crate) fn job_created(&self) {
         self.jobs_created.fetch_add(1, Relaxed);
     }
@@ -184,6 +227,12 @@ impl Metrics {
         let finished = "herald_jobs_finished_total";
         header(&mut out, finished, "counter", "Tasks that ended with a result or an error.");
         sample(&mut out, finished, "", self.jobs_finished.load(Relaxed));
+        let limited = "herald_limited_total";
+        header(&mut out, limited, "counter", "Requests refused by a limit, by limit.");
+        for limit in Limit::ALL {
+            let label = format!("limit=\"{}\"", limit.name());
+            sample(&mut out, limited, &label, self.times_limited(limit));
+        }
         out
     }
 }

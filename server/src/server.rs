@@ -38,6 +38,8 @@ pub async fn serve(
         tracing::info!("shutting down: ending streams, refusing new requests");
         stop_hub.shutdown();
     });
+    // The peer's address is what per-address limits count by.
+    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let hub = hub.clone();
         async move { hub.shutting_down().await }

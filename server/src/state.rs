@@ -7,6 +7,7 @@ use axum::extract::FromRef;
 use crate::auth::{PublishKeys, SubscriberAuth};
 use crate::config::Config;
 use crate::hub::{Hub, StartError};
+use crate::limits::{ConnectionLimits, PushRate};
 
 /// The application state: the hub and the configuration (and, with the `ssr`
 /// feature, the Leptos options the web app is rendered with).
@@ -22,6 +23,10 @@ pub struct AppState {
     pub subscribers: Option<SubscriberAuth>,
     /// CORS for the API (none: same origin only).
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// Open streams in total and per source address.
+    pub connection_limits: Arc<ConnectionLimits>,
+    /// Pushes per second per publisher.
+    pub push_rate: Arc<PushRate>,
     /// How the web app is rendered and where its assets live.
     #[cfg(feature = "ssr")]
     pub leptos_options: leptos::config::LeptosOptions,
@@ -41,6 +46,11 @@ impl AppState {
             publish_keys: PublishKeys::new(config.publish_keys.clone()),
             subscribers: subscriber_auth(&config)?,
             cors: crate::api::cors::layer(&config.cors_origins).map_err(StartError)?,
+            connection_limits: Arc::new(ConnectionLimits::new(
+                config.max_connections as usize,
+                config.max_connections_per_ip as usize,
+            )),
+            push_rate: Arc::new(PushRate::new(config.push_rate, config.push_burst)),
             config: Arc::new(config),
         })
     }

@@ -53,3 +53,20 @@ pub(super) struct ApiQuery<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(super) struct ApiPath<T>(pub T);
+
+/// The address the request came from (unspecified when the server was not started
+/// with connection info, as in router-level tests).
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Peer(pub std::net::IpAddr);
+
+impl<S: Send + Sync> FromRequestParts<S> for Peer {
+    type Rejection = std::convert::Infallible;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        _state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
+        Ok(Self(info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |info| info.0.ip())))
+    }
+}

@@ -10,8 +10,8 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery};
-use super::{event_stream_response, last_event_id};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Peer};
+use super::{admit, event_stream_response, last_event_id};
 use crate::auth::{Claims, TokenRefusal};
 use crate::error::ApiError;
 use crate::hub::jobs::{JobSnapshot, Outcome, Watch};
@@ -194,13 +194,16 @@ async fn events(
     State(state): State<AppState>,
     ApiPath(id): ApiPath<String>,
     ApiQuery(query): ApiQuery<EventsQuery>,
+    Peer(address): Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let claims = authorize_watcher(&state, &headers, query.token.as_deref(), &id)?;
     let options = state.config.stream_options().expiring(claims.map(|claims| claims.remaining()));
     let last_seen = last_event_id(&headers, query.last_event_id.as_deref());
     Ok(match state.hub.jobs().watch(&id, last_seen).await? {
-        Watch::Stream(subscription) => event_stream_response(subscription, options),
+        Watch::Stream(subscription) => {
+            event_stream_response(subscription, options, admit(&state, address)?)
+        }
         Watch::AlreadyFinished => StatusCode::NO_CONTENT.into_response(),
     })
 }

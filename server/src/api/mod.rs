@@ -18,9 +18,13 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::{self, Refusal};
 use crate::error::ApiError;
 use crate::hub::Subscription;
+use crate::limits::{self, ConnectionPermit};
+use crate::metrics::Limit;
 use crate::sse;
 use crate::state::AppState;
 use crate::stream::{StreamOptions, event_stream};
+use extract::Peer;
+use futures::StreamExt;
 
 /// The API routes, without the web app.
 pub fn router(state: &AppState) -> Router<AppState> {
@@ -32,7 +36,8 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(ops::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
-        .layer(middleware::from_fn_with_state(state.clone(), require_publish_key))
+        .layer(middleware::from_fn_with_state(state.clone(), check_publisher))
+        .layer(middleware::from_fn_with_state(state.clone(), count_oversize))
         .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down));
     // Outermost, so that preflight requests are answered before any check.
     match state.cors.clone() {
@@ -41,24 +46,50 @@ pub fn router(state: &AppState) -> Router<AppState> {
     }
 }
 
-/// Writes and the presence list need a publish key when keys are configured.
-async fn require_publish_key(
+/// Writes and the presence list need a publish key when keys are configured, and
+/// each publisher (its key, or its address without keys) gets `--push-rate` pushes
+/// per second.
+async fn check_publisher(
     State(state): State<AppState>,
+    Peer(address): Peer,
     request: Request,
     next: Next,
 ) -> Response {
-    if auth::needs_publish_key(request.method(), request.uri().path())
-        && let Err(refusal) = state.publish_keys.check(request.headers())
-    {
-        return match refusal {
-            Refusal::Missing => ApiError::Unauthorized(
-                "a publish key is required: send Authorization: Bearer <key>".to_owned(),
-            ),
-            Refusal::Wrong => ApiError::Forbidden("this publish key is not accepted".to_owned()),
+    if !auth::needs_publish_key(request.method(), request.uri().path()) {
+        return next.run(request).await;
+    }
+    let key = match state.publish_keys.check(request.headers()) {
+        Ok(key) => key,
+        Err(Refusal::Missing) => {
+            let text = "a publish key is required: send Authorization: Bearer <key>";
+            return ApiError::Unauthorized(text.to_owned()).into_response();
         }
-        .into_response();
+        Err(Refusal::Wrong) => {
+            return ApiError::Forbidden("this publish key is not accepted".to_owned())
+                .into_response();
+        }
+    };
+    if request.uri().path() == "/push" {
+        let publisher = key.map_or_else(|| address.to_string(), |key| format!("key #{key}"));
+        if let Err(wait) = state.push_rate.take(&publisher) {
+            limits::refused(state.hub.metrics(), Limit::PushRate);
+            return ApiError::TooManyRequests(format!(
+                "more than {} pushes per second from this publisher; retry later",
+                state.config.push_rate
+            ))
+            .with_retry_after(wait);
+        }
     }
     next.run(request).await
+}
+
+/// Counts requests refused for their size (the body limit answers before any handler).
+async fn count_oversize(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let response = next.run(request).await;
+    if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+        state.hub.metrics().limited(Limit::Size);
+    }
+    response
 }
 
 /// Answers 503 once the node is shutting down, so load balancers and clients move on.
@@ -75,8 +106,31 @@ async fn refuse_while_shutting_down(
 
 /// An event-stream response for `subscription`, with the headers that keep proxies
 /// from buffering or transforming it.
-fn event_stream_response(subscription: Subscription, options: StreamOptions) -> Response {
-    with_stream_headers(axum::body::Body::from_stream(event_stream(subscription, options)))
+/// `permit` holds the stream's place under the connection limits until it ends.
+fn event_stream_response(
+    subscription: Subscription,
+    options: StreamOptions,
+    permit: ConnectionPermit,
+) -> Response {
+    let frames = event_stream(subscription, options).map(move |frame| {
+        let _held_while_streaming = &permit;
+        frame
+    });
+    with_stream_headers(axum::body::Body::from_stream(frames))
+}
+
+/// A place under the connection limits for a stream from `address`.
+fn admit(state: &AppState, address: std::net::IpAddr) -> Result<ConnectionPermit, ApiError> {
+    state.connection_limits.acquire(address).map_err(|limit| {
+        limits::refused(state.hub.metrics(), limit);
+        ApiError::TooManyRequests(match limit {
+            Limit::ConnectionsPerAddress => format!(
+                "at most {} streams from one address; close one first",
+                state.config.max_connections_per_ip
+            ),
+            _ => "this node holds as many streams as it may; retry on another".to_owned(),
+        })
+    })
 }
 
 /// A stream that ends at once, asking the client to come back after `retry`.

@@ -6,11 +6,14 @@ use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
 
-use super::{event_stream_response, last_event_id, retry_later_response};
+use super::extract::Peer;
+use super::{admit, event_stream_response, last_event_id, retry_later_response};
 use crate::auth::{Claims, SubscriberAuth, TokenRefusal};
 use crate::error::ApiError;
 use crate::hub::HubError;
 use crate::hub::types::{ClientId, Topic};
+use crate::limits;
+use crate::metrics::Limit;
 use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -19,19 +22,25 @@ pub(super) fn routes() -> Router<AppState> {
 
 async fn subscribe(
     State(state): State<AppState>,
+    Peer(address): Peer,
     RawQuery(query): RawQuery,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let query =
-        SubscribeQuery::parse(query.as_deref().unwrap_or(""), state.config.max_topics as usize)?;
+    let query = SubscribeQuery::parse(query.as_deref().unwrap_or(""))?;
+    let max_topics = state.config.max_topics as usize;
+    if query.topics.len() > max_topics {
+        limits::refused(state.hub.metrics(), Limit::Topics);
+        return Err(ApiError::BadRequest(format!("at most {max_topics} topics per connection")));
+    }
     let expires_in = match &state.subscribers {
         None => None,
         Some(auth) => Some(query.authorize(auth, &headers)?.remaining()),
     };
     let resume_from = last_event_id(&headers, query.last_event_id.as_deref());
     let options = state.config.stream_options().expiring(expires_in);
+    let permit = admit(&state, address)?;
     match state.hub.subscribe(query.client_id, query.topics, resume_from).await {
-        Ok(subscription) => Ok(event_stream_response(subscription, options)),
+        Ok(subscription) => Ok(event_stream_response(subscription, options, permit)),
         Err(HubError::Unavailable(error)) => {
             tracing::debug!("asking a resuming client to retry: {error}");
             Ok(retry_later_response(options))
@@ -51,7 +60,7 @@ struct SubscribeQuery {
 }
 
 impl SubscribeQuery {
-    fn parse(query: &str, max_topics: usize) -> Result<Self, ApiError> {
+    fn parse(query: &str) -> Result<Self, ApiError> {
         let mut client_id = None;
         let mut topics = Vec::new();
         let mut last_event_id = None;
@@ -72,11 +81,6 @@ impl SubscribeQuery {
                 "token" => token = Some(value.into_owned()),
                 _ => {}
             }
-        }
-        if topics.len() > max_topics {
-            return Err(ApiError::BadRequest(format!(
-                "at most {max_topics} topics per connection"
-            )));
         }
         let client_id =
             client_id.ok_or_else(|| ApiError::BadRequest("client_id is required".to_owned()))?;

@@ -6,7 +6,7 @@
 //! right, and they never appear in logs or `Debug` output.
 
 use axum::http::{HeaderMap, Method};
-use subtle::ConstantTimeEq;
+use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::{Secret, bearer};
 
@@ -36,22 +36,30 @@ impl PublishKeys {
         !self.keys.is_empty()
     }
 
-    /// Checks the request's bearer key.
+    /// Checks the request's bearer key; returns which key it was (its position in
+    /// the configuration), or `None` when no key is needed.
     ///
     /// # Errors
     /// [`Refusal::Missing`] without a bearer token, [`Refusal::Wrong`] with a key that
     /// is not configured.
-    pub fn check(&self, headers: &HeaderMap) -> Result<(), Refusal> {
+    pub fn check(&self, headers: &HeaderMap) -> Result<Option<usize>, Refusal> {
         if !self.enabled() {
-            return Ok(());
+            return Ok(None);
         }
         let presented = bearer(headers).ok_or(Refusal::Missing)?;
         // Every key is compared, matching or not, so the time taken does not say
         // which one (or how much of one) matched.
-        let matches = self.keys.iter().fold(subtle::Choice::from(0), |found, key| {
-            found | key.expose().as_bytes().ct_eq(presented.as_bytes())
-        });
-        if bool::from(matches) { Ok(()) } else { Err(Refusal::Wrong) }
+        let mut found = subtle::Choice::from(0);
+        let mut which = 0_u64;
+        for (index, key) in (0_u64..).zip(&self.keys) {
+            let this = key.expose().as_bytes().ct_eq(presented.as_bytes());
+            which = u64::conditional_select(&which, &index, this);
+            found |= this;
+        }
+        match usize::try_from(which) {
+            Ok(index) if bool::from(found) => Ok(Some(index)),
+            _ => Err(Refusal::Wrong),
+        }
     }
 }
 
@@ -84,8 +92,8 @@ mod tests {
 
     #[test]
     fn any_configured_key_is_accepted() {
-        assert_eq!(keys().check(&headers(Some("Bearer first-key-0123456789"))), Ok(()));
-        assert_eq!(keys().check(&headers(Some("bearer second-key-0123456789"))), Ok(()));
+        assert_eq!(keys().check(&headers(Some("Bearer first-key-0123456789"))), Ok(Some(0)));
+        assert_eq!(keys().check(&headers(Some("bearer second-key-0123456789"))), Ok(Some(1)));
     }
 
     #[test]
@@ -101,7 +109,7 @@ mod tests {
 
     #[test]
     fn without_keys_everyone_may_publish() {
-        assert_eq!(PublishKeys::default().check(&headers(None)), Ok(()));
+        assert_eq!(PublishKeys::default().check(&headers(None)), Ok(None));
     }
 
     #[test]

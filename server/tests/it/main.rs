@@ -13,6 +13,8 @@ mod cluster;
 mod errors;
 /// Task streams: replay, live progress, the final event, 204 after it.
 mod jobs;
+/// Limits on streams, pushes, topics and sizes.
+mod limits;
 /// Presence and operations endpoints.
 mod presence;
 /// Pushing to clients, topics and everyone; tabs; form bodies.
