@@ -137,6 +137,14 @@ pub struct Config {
     #[arg(long, env = "HERALD_PUSH_BURST", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub push_burst: u32,
 
+    /// A connection must send its request headers within this long of connecting (slowloris).
+    #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
+    pub header_timeout: Duration,
+
+    /// A peer that takes no data for this long while Herald has some to send is disconnected (dead or stalled peer).
+    #[arg(long, env = "HERALD_WRITE_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub write_timeout: Duration,
+
     /// What to do instead of serving.
     #[command(subcommand)]
     pub command: Option<Command>,

@@ -22,6 +22,7 @@
 //! - [`api`]: the HTTP endpoints of the contract, and [`error`] for their failures.
 //! - [`limits`]: streams per node and per address, pushes per second per publisher.
 //! - [`metrics`]: counters rendered for Prometheus.
+//! - [`net`]: the listening socket's guards (header and write timeouts, keepalive).
 //! - [`server`]: the router and the serve loop with graceful shutdown.
 
 #![warn(missing_docs, unreachable_pub)]
@@ -35,6 +36,7 @@ pub mod error;
 pub mod hub;
 pub mod limits;
 pub mod metrics;
+pub mod net;
 pub mod server;
 pub mod sse;
 pub mod state;

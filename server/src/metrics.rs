@@ -40,12 +40,23 @@ pub enum Limit {
     Topics,
     /// A message or request body over its size limit (413).
     Size,
+    /// A connection that did not send its request headers in time (closed).
+    HeaderTimeout,
+    /// A peer that took no data within the write timeout (closed).
+    WriteTimeout,
 }
 
 impl Limit {
     /// Every limit, for metrics.
-    pub const ALL: [Limit; 5] =
-        [Self::Connections, Self::ConnectionsPerAddress, Self::PushRate, Self::Topics, Self::Size];
+    pub const ALL: [Limit; 7] = [
+        Self::Connections,
+        Self::ConnectionsPerAddress,
+        Self::PushRate,
+        Self::Topics,
+        Self::Size,
+        Self::HeaderTimeout,
+        Self::WriteTimeout,
+    ];
 
     /// The snake-case name used in metrics.
     pub fn name(self) -> &'static str {
@@ -55,6 +66,8 @@ impl Limit {
             Self::PushRate => "push_rate",
             Self::Topics => "topics",
             Self::Size => "size",
+            Self::HeaderTimeout => "header_timeout",
+            Self::WriteTimeout => "write_timeout",
         }
     }
 }

@@ -6,6 +6,7 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::net::{GuardedListener, Guards, PeerAddr};
 use crate::state::AppState;
 
 /// Every route: the API and, with the `ssr` feature, the web app and its assets.
@@ -31,6 +32,11 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let hub = state.hub.clone();
     let grace = state.config.shutdown_grace;
+    let guards = Guards {
+        header_timeout: state.config.header_timeout,
+        write_timeout: state.config.write_timeout,
+    };
+    let listener = GuardedListener::new(listener, guards, hub.metrics_handle());
     let app = router(state);
     let stop_hub = hub.clone();
     tokio::spawn(async move {
@@ -39,7 +45,7 @@ pub async fn serve(
         stop_hub.shutdown();
     });
     // The peer's address is what per-address limits count by.
-    let app = app.into_make_service_with_connect_info::<std::net::SocketAddr>();
+    let app = app.into_make_service_with_connect_info::<PeerAddr>();
     let server = axum::serve(listener, app).with_graceful_shutdown({
         let hub = hub.clone();
         async move { hub.shutting_down().await }

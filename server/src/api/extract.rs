@@ -66,7 +66,7 @@ impl<S: Send + Sync> FromRequestParts<S> for Peer {
         parts: &mut axum::http::request::Parts,
         _state: &S,
     ) -> Result<Self, Self::Rejection> {
-        let info = parts.extensions.get::<axum::extract::ConnectInfo<std::net::SocketAddr>>();
-        Ok(Self(info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |info| info.0.ip())))
+        let info = parts.extensions.get::<axum::extract::ConnectInfo<crate::net::PeerAddr>>();
+        Ok(Self(info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |info| info.0.0.ip())))
     }
 }

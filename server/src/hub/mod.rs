@@ -355,6 +355,12 @@ impl Hub {
         &self.shared.metrics
     }
 
+    /// A shared handle to the hub's metrics, for parts of the server that outlive a
+    /// borrow (the listener).
+    pub fn metrics_handle(&self) -> Arc<Metrics> {
+        self.shared.metrics.clone()
+    }
+
     /// All metrics in the Prometheus text format, including the gauges read from the
     /// hub's state (clients, history size, tasks).
     pub fn render_metrics(&self) -> String {

@@ -3,8 +3,9 @@
 
 use reqwest::StatusCode;
 use serde_json::json;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use crate::support::TestServer;
+use crate::support::{PATIENCE, TestServer, eventually};
 
 /// `herald_limited_total{limit="…"}` as the node reports it.
 async fn limited(server: &TestServer, limit: &str) -> u64 {
@@ -32,8 +33,7 @@ async fn streams_per_address_are_limited_and_given_back() {
     assert_eq!(limited(&server, "connections_per_address").await, 1);
 
     drop(first);
-    crate::support::eventually(|| async { open(&server, "c").await.status() == StatusCode::OK })
-        .await;
+    eventually(|| async { open(&server, "c").await.status() == StatusCode::OK }).await;
 }
 
 #[tokio::test]
@@ -94,4 +94,40 @@ async fn topic_and_size_refusals_are_counted() {
         server.post("/push", json!({"broadcast": true, "message": "far too long"})).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(limited(&server, "size").await, 1);
+}
+
+#[tokio::test]
+async fn a_client_that_trickles_its_headers_is_cut_off() {
+    let server = TestServer::start_with(&["--header-timeout", "300ms"]).await;
+    let mut slow = tokio::net::TcpStream::connect(server.addr).await.unwrap();
+    slow.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n").await.unwrap();
+    let mut rest = Vec::new();
+    let closed = tokio::time::timeout(PATIENCE, slow.read_to_end(&mut rest)).await;
+    assert!(closed.is_ok(), "the server closes a connection whose headers never end");
+    assert_eq!(limited(&server, "header_timeout").await, 1);
+    assert_eq!(server.get("/healthz").await.0, StatusCode::OK, "others are served");
+}
+
+#[tokio::test]
+async fn a_peer_that_stops_taking_data_is_cut_off() {
+    let server =
+        TestServer::start_with(&["--write-timeout", "300ms", "--queue-capacity", "100000"]).await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut stalled = socket.connect(server.addr).await.unwrap();
+    stalled.write_all(b"GET /sse?client_id=stalled HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let connected =
+        || async { server.get("/clients").await.1["clients"].as_array().unwrap().len() };
+    eventually(|| async { connected().await == 1 }).await;
+
+    let big = "z".repeat(60 * 1024);
+    for _ in 0..64 {
+        server.push(json!({"client_id": "stalled", "message": big})).await;
+    }
+    eventually(|| async { connected().await == 0 }).await;
+    assert_eq!(limited(&server, "write_timeout").await, 1);
+    let mut fast = server.subscribe("client_id=fast").await;
+    server.push(json!({"client_id": "fast", "message": "served"})).await;
+    assert_eq!(fast.next_data().await, "served");
+    drop(stalled);
 }
