@@ -1,5 +1,5 @@
 # Herald's set-up commands. Each installs what is missing first.
-.PHONY: run test setup watch
+.PHONY: run test setup watch fuzz
 
 ## Build and serve the app on http://127.0.0.1:3000 (in-memory broker).
 run:
@@ -8,6 +8,10 @@ run:
 ## Run every test: fmt, clippy, unit, integration, Playwright end to end.
 test:
 	bash scripts/test.sh
+
+## Fuzz push requests and the encoder (FUZZ_SECONDS per target, default 60).
+fuzz: setup
+	bash scripts/fuzz.sh
 
 ## Install the tools only.
 setup:

@@ -27,6 +27,7 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || step rustup
 
 has cargo-leptos "$CARGO_LEPTOS_VERSION" ||
   step cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
+has cargo-fuzz 0.13.2 || step cargo install cargo-fuzz --version 0.13.2 --locked
 # No --locked: its lockfile pins a webpki-roots release this registry does not serve.
 has wasm-bindgen "$WASM_BINDGEN_VERSION" ||
   step cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force

@@ -24,6 +24,9 @@ with_cfg cargo test --workspace
 # The hub must stand alone, without Leptos (DESIGN §2).
 with_cfg cargo test -p server --no-default-features --lib
 
+phase "cargo fuzz (${FUZZ_SECONDS:-60} s per target)"
+bash scripts/fuzz.sh
+
 # Release, as `make run` serves it: this also proves the wasm-opt step (npm binaryen)
 # and the deep view types that only a release build meets.
 phase "cargo leptos build --release"
