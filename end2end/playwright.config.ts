@@ -17,6 +17,12 @@ const nodePorts = [process.env.E2E_NODE_A_PORT ?? "3101", process.env.E2E_NODE_B
 const nodeURLs = nodePorts.map((nodePort) => `http://127.0.0.1:${nodePort}`);
 process.env.E2E_NODE_URLS = nodeURLs.join(" ");
 
+// And a secured node: subscriber tokens and publish keys required.
+const securePort = process.env.E2E_SECURE_PORT ?? "3103";
+process.env.E2E_SECURE_URL = `http://127.0.0.1:${securePort}`;
+process.env.E2E_SUBSCRIBER_SECRET = "e2e-subscriber-secret-0123456789";
+process.env.E2E_PUBLISH_KEY = "e2e-publish-key-0123456789";
+
 const heraldEnv = (listenPort: string) => ({
   HERALD_LISTEN: `127.0.0.1:${listenPort}`,
   LEPTOS_SITE_ROOT: siteRoot,
@@ -52,6 +58,19 @@ export default defineConfig({
       timeout: 30_000,
       stdout: "ignore",
       stderr: "pipe",
+    },
+    {
+      command: `"${heraldBin}"`,
+      url: `http://127.0.0.1:${securePort}/healthz`,
+      reuseExistingServer: false,
+      timeout: 60_000,
+      stdout: "ignore",
+      stderr: "pipe",
+      env: {
+        ...heraldEnv(securePort),
+        HERALD_SUBSCRIBER_SECRET: process.env.E2E_SUBSCRIBER_SECRET,
+        HERALD_PUBLISH_KEYS: process.env.E2E_PUBLISH_KEY,
+      },
     },
     ...nodePorts.map((nodePort, index) => ({
       command: `"${heraldBin}"`,

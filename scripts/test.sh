@@ -33,13 +33,14 @@ phase "cargo leptos build --release"
 cargo leptos build --release
 
 phase "playwright"
-# Free loopback ports for the in-memory node, the Redis and the two cluster nodes.
-read -r E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT < <(python3 -c '
+# Free loopback ports for the in-memory node, the Redis, the two cluster nodes and
+# the secured node.
+read -r E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT < <(python3 -c '
 import socket
-sockets = [socket.socket() for _ in range(4)]
+sockets = [socket.socket() for _ in range(5)]
 for s in sockets: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in sockets))')
-export E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT
+export E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT
 export HERALD_BIN="$CARGO_TARGET_DIR/release/herald"
 export HERALD_SITE_ROOT="$PWD/target/site"
 (cd end2end && npx playwright test)

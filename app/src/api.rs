@@ -17,6 +17,15 @@ pub const CLIENT_ID_KEY: &str = "herald.client_id";
 /// so a reload resumes where it left off (DESIGN §4).
 pub const LAST_EVENT_ID_KEY: &str = "herald.last_event_id";
 
+/// `sessionStorage` key of the subscriber token pasted on the page (secured servers).
+pub const TOKEN_KEY: &str = "herald.token";
+
+/// `sessionStorage` key of the publish key pasted on the page (secured servers).
+pub const PUBLISH_KEY_KEY: &str = "herald.publish_key";
+
+/// The cookie the server reads a browser's subscriber token from.
+pub const TOKEN_COOKIE: &str = "herald_token";
+
 /// Whether `id` is a valid client id: 1–128 chars of `A-Z a-z 0-9 . _ ~ -`.
 pub fn is_valid_client_id(id: &str) -> bool {
     (1..=MAX_ID_LEN).contains(&id.len())

@@ -5,7 +5,9 @@
 use wasm_bindgen::{JsCast, JsValue, closure::Closure};
 use web_sys::{Event, EventSource, MessageEvent};
 
-use crate::api::{self, CLIENT_ID_KEY, LAST_EVENT_ID_KEY};
+use crate::api::{
+    self, CLIENT_ID_KEY, LAST_EVENT_ID_KEY, PUBLISH_KEY_KEY, TOKEN_COOKIE, TOKEN_KEY,
+};
 
 /// Where an `EventSource` stands, as `readyState` says after an `error` event.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,13 +181,66 @@ pub fn set_last_event_id(id: &str) {
     }
 }
 
+/// The subscriber token and publish key pasted on this tab, if any.
+pub fn credentials() -> (String, String) {
+    let read = |key| session_storage().and_then(|s| s.get_item(key).ok().flatten());
+    (read(TOKEN_KEY).unwrap_or_default(), read(PUBLISH_KEY_KEY).unwrap_or_default())
+}
+
+/// Keeps the credentials for this tab, and hands the token to the server the way a
+/// backend would: as the `herald_token` cookie, which EventSource sends (the page sets
+/// it itself, so it cannot be HttpOnly; a real backend sets it HttpOnly).
+pub fn set_credentials(token: &str, publish_key: &str) {
+    if let Some(storage) = session_storage() {
+        let _ = storage.set_item(TOKEN_KEY, token);
+        let _ = storage.set_item(PUBLISH_KEY_KEY, publish_key);
+    }
+    let cookie = if token.is_empty() {
+        format!("{TOKEN_COOKIE}=; path=/; max-age=0; SameSite=Strict")
+    } else {
+        format!("{TOKEN_COOKIE}={}; path=/; SameSite=Strict", encode(token))
+    };
+    let document = web_sys::window().and_then(|w| w.document());
+    if let Some(document) = document.and_then(|d| d.dyn_into::<web_sys::HtmlDocument>().ok()) {
+        let _ = document.set_cookie(&cookie);
+    }
+}
+
+/// Why the server refuses a stream at `url`: its error text for a 401 or 403, else
+/// `None` (the request is aborted as soon as the answer's status is known, so an
+/// accepted stream is not held open).
+pub async fn refusal(url: &str) -> Option<String> {
+    let controller = web_sys::AbortController::new().ok()?;
+    let response =
+        gloo_net::http::Request::get(url).abort_signal(Some(&controller.signal())).send().await;
+    let refused = match response {
+        Ok(response) if matches!(response.status(), 401 | 403) => Some(
+            response
+                .json::<api::ApiError>()
+                .await
+                .map_or_else(|_| "not authorised".to_owned(), |body| body.error),
+        ),
+        _ => None,
+    };
+    controller.abort();
+    refused
+}
+
+/// Adds the pasted publish key, if any, as `Authorization: Bearer`.
+fn with_publish_key(request: gloo_net::http::RequestBuilder) -> gloo_net::http::RequestBuilder {
+    match credentials().1 {
+        key if key.is_empty() => request,
+        key => request.header("Authorization", &format!("Bearer {key}")),
+    }
+}
+
 /// `GET url` and read a JSON answer.
 ///
 /// # Errors
 /// A sentence for the page: the server's `{"error": …}` text, the status line, or why the
 /// request or its answer failed.
 pub async fn get_json<R: serde::de::DeserializeOwned>(url: &str) -> Result<R, String> {
-    read_json(gloo_net::http::Request::get(url).send().await).await
+    read_json(with_publish_key(gloo_net::http::Request::get(url)).send().await).await
 }
 
 /// `POST url` with a JSON body and read a JSON answer.
@@ -197,7 +252,7 @@ where
     B: serde::Serialize,
     R: serde::de::DeserializeOwned,
 {
-    let request = gloo_net::http::Request::post(url)
+    let request = with_publish_key(gloo_net::http::Request::post(url))
         .json(body)
         .map_err(|e| format!("Could not build the request: {e}"))?;
     read_json(request.send().await).await

@@ -51,6 +51,18 @@ pub fn ConnectionPanel(stream: ClientStream) -> impl IntoView {
                         {state}
                     </span>
                 </dd>
+                {move || {
+                    stream
+                        .refusal
+                        .get()
+                        .map(|why| {
+                            view! {
+                                <dd class="error" role="alert" data-testid="connection-error">
+                                    {why}
+                                </dd>
+                            }
+                        })
+                }}
                 <dt>"Subscribed topics"</dt>
                 <dd data-testid="subscribed-topics">{subscribed}</dd>
             </dl>

@@ -3,8 +3,8 @@
 use leptos::prelude::*;
 
 use crate::{
-    clients::ClientsPanel, connection::ConnectionPanel, messages::MessageList, push::PushForm,
-    stream::ClientStream, task::TaskPanel,
+    clients::ClientsPanel, connection::ConnectionPanel, credentials::CredentialsPanel,
+    messages::MessageList, push::PushForm, stream::ClientStream, task::TaskPanel,
 };
 
 /// The one page (DESIGN §4).
@@ -25,6 +25,7 @@ pub fn HomePage() -> impl IntoView {
             {view! { <MessageList stream/> }.into_any()}
             {view! { <TaskPanel/> }.into_any()}
             {view! { <ClientsPanel client_id=stream.client_id/> }.into_any()}
+            {view! { <CredentialsPanel stream/> }.into_any()}
         </main>
     }
 }

@@ -34,6 +34,7 @@ pub mod api;
 mod browser;
 pub mod clients;
 pub mod connection;
+pub mod credentials;
 pub mod home;
 pub mod messages;
 pub mod push;

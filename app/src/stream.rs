@@ -27,6 +27,9 @@ pub const GAP_EVENT: &str = "gap";
 /// tab that has received nothing yet still resumes from there after a reload.
 pub const POSITION_EVENT: &str = "herald.position";
 
+/// The last event of a stream whose subscriber token expired.
+pub const TOKEN_EXPIRED_EVENT: &str = "herald.token-expired";
+
 /// The state of the client stream, as shown on the page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -39,6 +42,9 @@ pub enum ConnectionState {
     Reconnecting,
     /// The browser gave up (e.g. the server answered 400); "Subscribe" opens a new stream.
     Closed,
+    /// The server refused the stream (401/403): a token is missing, wrong or expired.
+    /// The browser does not retry; new credentials reopen it.
+    Unauthorized,
 }
 
 impl ConnectionState {
@@ -49,6 +55,7 @@ impl ConnectionState {
             Self::Open => "open",
             Self::Reconnecting => "reconnecting",
             Self::Closed => "closed",
+            Self::Unauthorized => "not authorised",
         }
     }
 }
@@ -85,6 +92,10 @@ pub struct ClientStream {
     pub messages: RwSignal<Vec<Received>>,
     /// Whether the server reported a gap (messages lost while away).
     pub gap: RwSignal<bool>,
+    /// Why the server refused the stream, when it did.
+    pub refusal: RwSignal<Option<String>>,
+    /// Bumped to reopen the stream (new credentials, say).
+    pub reopen: RwSignal<u32>,
 }
 
 impl ClientStream {
@@ -98,6 +109,8 @@ impl ClientStream {
             state: RwSignal::new(ConnectionState::Connecting),
             messages: RwSignal::new(Vec::new()),
             gap: RwSignal::new(false),
+            refusal: RwSignal::new(None),
+            reopen: RwSignal::new(0),
         };
         #[cfg(any(feature = "hydrate", feature = "csr"))]
         stream.connect();
@@ -135,6 +148,7 @@ impl ClientStream {
                 return;
             };
             let topics = self.topics.get();
+            self.reopen.track();
             let last_event_id = browser::last_event_id();
             let url = api::client_stream_url(
                 &client_id,
@@ -143,16 +157,32 @@ impl ClientStream {
                 browser::encode,
             );
             self.state.set(ConnectionState::Connecting);
+            self.refusal.set(None);
             let Ok(mut source) = Source::open(&url) else {
                 self.state.set(ConnectionState::Closed);
                 return;
             };
             source.on_open(move || self.state.set(ConnectionState::Open));
-            source.on_error(move |after| {
-                self.state.set(match after {
-                    AfterError::Retrying => ConnectionState::Reconnecting,
-                    AfterError::Closed => ConnectionState::Closed,
-                });
+            let probe_url = url.clone();
+            source.on_error(move |after| match after {
+                AfterError::Retrying => self.state.set(ConnectionState::Reconnecting),
+                // EventSource gives up on any non-200 answer without saying which: ask
+                // the server once, so that a refused token shows as such.
+                AfterError::Closed => {
+                    let url = probe_url.clone();
+                    leptos::task::spawn_local(async move {
+                        match browser::refusal(&url).await {
+                            Some(why) => {
+                                self.refusal.set(Some(why));
+                                self.state.set(ConnectionState::Unauthorized);
+                            }
+                            None => self.state.set(ConnectionState::Closed),
+                        }
+                    });
+                }
+            });
+            source.on(TOKEN_EXPIRED_EVENT, move |_| {
+                self.refusal.set(Some("your subscriber token expired".to_owned()));
             });
             source.on(POSITION_EVENT, move |event| {
                 browser::set_last_event_id(&event.last_event_id());
