@@ -145,3 +145,27 @@ async fn herald_token_prints_a_token_the_server_accepts() {
     let claims = claims.unwrap();
     assert_eq!((claims.sub.as_str(), claims.topics.as_slice()), ("cli", &["news".to_owned()][..]));
 }
+
+/// A test-only key pair (never used anywhere else): tokens signed by a backend with
+/// the private key are checked by Herald with the public one.
+#[tokio::test]
+async fn es256_tokens_are_checked_with_a_public_key() {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/it/fixtures");
+    let public = format!("{fixtures}/es256-public.pem");
+    let private = std::fs::read(format!("{fixtures}/es256-private.pem")).unwrap();
+    let server = TestServer::start_with(&["--subscriber-public-key", &public]).await;
+    let exp = (SystemTime::now().duration_since(UNIX_EPOCH).unwrap() + hour()).as_secs();
+    let claims = Claims { sub: "tab".into(), topics: vec![], jobs: vec![], exp };
+    let signed = jsonwebtoken::encode(
+        &Header::new(Algorithm::ES256),
+        &claims,
+        &EncodingKey::from_ec_pem(&private).unwrap(),
+    )
+    .unwrap();
+    let response = open(&server, "/sse?client_id=tab", None, Some(&signed)).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    let hmac = token("tab", &[], &[], hour());
+    let response = open(&server, "/sse?client_id=tab", None, Some(&hmac)).await;
+    assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "an HS256 token is not accepted");
+}
