@@ -147,3 +147,27 @@ async fn any_origin_is_allowed_only_without_credentials() {
         .is_err()
     );
 }
+
+/// Open mode beyond loopback is allowed, but never silently.
+#[tokio::test]
+async fn listening_beyond_loopback_without_keys_is_warned_about() {
+    use tokio::io::AsyncBufReadExt;
+    let mut child = tokio::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--listen", "0.0.0.0:0", "--log", "warn"])
+        .stderr(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let mut lines = tokio::io::BufReader::new(child.stderr.take().unwrap()).lines();
+    let warning = tokio::time::timeout(crate::support::PATIENCE, async {
+        while let Some(line) = lines.next_line().await.unwrap() {
+            if line.contains("no publish key") {
+                return line;
+            }
+        }
+        panic!("herald exited without the warning");
+    })
+    .await
+    .expect("the warning, at start");
+    assert!(warning.contains("WARN"), "{warning}");
+}
