@@ -1,0 +1,88 @@
+//! Raw HTTP/1 over tokio + hyper: SSE subscribers bound to a chosen source address,
+//! and a publisher on one kept-alive connection.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+
+use bytes::Bytes;
+use eventsource_stream::{Event, Eventsource};
+use futures::{Stream, StreamExt};
+use http_body_util::{BodyExt, Full};
+use hyper::client::conn::http1;
+use hyper_util::rt::TokioIo;
+use tokio::net::TcpSocket;
+
+use crate::target::Target;
+
+/// A failure worth reporting.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// Source address number `n` of `sources`: 127.0.0.1, 127.0.0.2, …
+pub fn source(n: usize, sources: u8) -> IpAddr {
+    let last = u8::try_from(n % usize::from(sources.max(1))).unwrap_or(0) + 1;
+    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+}
+
+/// Opens client `n`'s stream from `from` and returns its events once the response
+/// headers said 200.
+pub async fn subscribe(
+    target: &Target,
+    n: usize,
+    from: IpAddr,
+) -> Result<impl Stream<Item = Result<Event, String>> + Send + use<>, Error> {
+    let socket = TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::new(from, 0))?;
+    let stream = socket.connect(target.addr).await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    let request = hyper::Request::get(target.subscribe_path(n))
+        .header(hyper::header::HOST, target.addr.to_string())
+        .header(hyper::header::ACCEPT, "text/event-stream")
+        .body(Full::new(Bytes::new()))?;
+    let response = sender.send_request(request).await?;
+    if response.status() != hyper::StatusCode::OK {
+        return Err(format!("client {n}: {}", response.status()).into());
+    }
+    let bytes = response.into_body().into_data_stream();
+    Ok(bytes.eventsource().map(|event| event.map_err(|error| error.to_string())))
+}
+
+/// Publishes over one kept-alive connection.
+pub struct Publisher {
+    sender: http1::SendRequest<Full<Bytes>>,
+    target: Target,
+}
+
+impl Publisher {
+    pub async fn connect(target: Target) -> Result<Self, Error> {
+        let stream = tokio::net::TcpStream::connect(target.addr).await?;
+        stream.set_nodelay(true)?;
+        let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+        tokio::spawn(async move {
+            let _ = connection.await;
+        });
+        Ok(Self { sender, target })
+    }
+
+    /// POSTs `body` to `path` and waits for a 2xx.
+    pub async fn post(&mut self, path: &str, body: String) -> Result<(), Error> {
+        self.sender.ready().await?;
+        let content_type = match self.target.kind {
+            crate::target::Kind::Herald => "application/json",
+            crate::target::Kind::Nchan => "text/plain",
+        };
+        let request = hyper::Request::post(path)
+            .header(hyper::header::HOST, self.target.addr.to_string())
+            .header(hyper::header::CONTENT_TYPE, content_type)
+            .body(Full::new(Bytes::from(body)))?;
+        let response = self.sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("publish {path}: {status} {}", String::from_utf8_lossy(&body)).into())
+        }
+    }
+}

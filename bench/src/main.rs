@@ -1,0 +1,115 @@
+//! `herald-bench`: a load generator for SSE hubs, Herald or nchan, on loopback.
+//!
+//! It opens N real SSE connections (spread over several 127.0.0.x source addresses so
+//! that N can exceed one address's ephemeral ports), parses every stream with an
+//! independent SSE parser, and runs one scenario, bounded in time:
+//!
+//! * `hold N`: server RSS before and after (by PID) -> bytes per idle connection, and
+//!   connects per second;
+//! * `unicast N M RATE`: M pushes to random single clients at RATE/s; each payload
+//!   carries its send time -> delivery latency p50/p99/max, and loss;
+//! * `broadcast N B`: B broadcasts -> deliveries per second, time until a message
+//!   reached every subscriber (p50/p99), and loss.
+//!
+//! Each run prints one JSON line (for scripts) and a short human summary.
+
+mod client;
+mod measure;
+mod scenario;
+mod target;
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+
+/// Load generator for SSE hubs (Herald or nchan), on loopback.
+#[derive(Debug, Parser)]
+#[command(name = "herald-bench", version, about)]
+struct Cli {
+    /// The hub's address.
+    #[arg(long, default_value = "127.0.0.1:3000")]
+    addr: SocketAddr,
+    /// Which hub's API to speak.
+    #[arg(long, value_enum, default_value = "herald")]
+    target: target::Kind,
+    /// The hub's process id, to read its memory (RSS) from /proc.
+    #[arg(long)]
+    pid: Option<u32>,
+    /// Source addresses 127.0.0.1..=127.0.0.K to spread connections over [default: one per 25 000].
+    #[arg(long)]
+    sources: Option<u8>,
+    /// Stop the scenario after this long, whatever happens.
+    #[arg(long, default_value = "120s", value_parser = humantime_duration)]
+    deadline: Duration,
+    /// A name for this run in the JSON line.
+    #[arg(long, default_value = "")]
+    label: String,
+    #[command(subcommand)]
+    scenario: Scenario,
+}
+
+#[derive(Debug, Clone, Copy, Subcommand)]
+enum Scenario {
+    /// Hold N idle connections: bytes of server memory each, connects per second.
+    Hold { connections: usize },
+    /// N connections, M pushes to random single clients at RATE per second.
+    Unicast { connections: usize, pushes: usize, rate: u32 },
+    /// N connections, B broadcasts.
+    Broadcast { connections: usize, broadcasts: usize },
+}
+
+fn humantime_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text).map_err(|error| error.to_string())
+}
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => eprintln!("herald-bench: open-file limit {limit}"),
+        Err(error) => eprintln!("herald-bench: cannot raise the open-file limit: {error}"),
+    }
+    let connections = match cli.scenario {
+        Scenario::Hold { connections }
+        | Scenario::Unicast { connections, .. }
+        | Scenario::Broadcast { connections, .. } => connections,
+    };
+    let sources = cli
+        .sources
+        .unwrap_or_else(|| u8::try_from(connections.div_ceil(25_000)).unwrap_or(u8::MAX).max(1));
+    let setup = scenario::Setup {
+        target: target::Target::new(cli.target, cli.addr),
+        sources,
+        pid: cli.pid,
+        deadline: cli.deadline,
+    };
+    let run = tokio::time::timeout(cli.deadline + Duration::from_secs(30), async {
+        match cli.scenario {
+            Scenario::Hold { connections } => scenario::hold(&setup, connections).await,
+            Scenario::Unicast { connections, pushes, rate } => {
+                scenario::unicast(&setup, connections, pushes, rate).await
+            }
+            Scenario::Broadcast { connections, broadcasts } => {
+                scenario::broadcast(&setup, connections, broadcasts).await
+            }
+        }
+    })
+    .await;
+    match run {
+        Ok(Ok(mut report)) => {
+            report.insert("label".into(), cli.label.into());
+            report.insert("target".into(), cli.target.name().into());
+            println!("{}", serde_json::Value::Object(report));
+            std::process::ExitCode::SUCCESS
+        }
+        Ok(Err(error)) => {
+            eprintln!("herald-bench: {error}");
+            std::process::ExitCode::FAILURE
+        }
+        Err(_) => {
+            eprintln!("herald-bench: the run did not finish in time");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! What is measured: the server's resident memory, the kernel's socket memory, the
+//! wall clock that payloads carry, and percentiles.
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// Microseconds since the Unix epoch: the send time a payload carries (sender and
+/// receivers share this machine's clock).
+pub fn now_micros() -> u64 {
+    let since = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+    u64::try_from(since.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// Resident memory of process `pid` in bytes (`VmRSS` in /proc/PID/status).
+pub fn rss_bytes(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|line| line.starts_with("VmRSS:"))?;
+    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
+}
+
+/// Memory the kernel holds for TCP sockets, in bytes (`TCP: … mem P` pages in
+/// /proc/net/sockstat): reported apart from the server's own memory.
+pub fn tcp_kernel_bytes() -> Option<u64> {
+    let sockstat = std::fs::read_to_string("/proc/net/sockstat").ok()?;
+    let line = sockstat.lines().find(|line| line.starts_with("TCP:"))?;
+    let mut fields = line.split_whitespace();
+    fields.find(|field| *field == "mem")?;
+    let pages: u64 = fields.next()?.parse().ok()?;
+    Some(pages * 4096)
+}
+
+/// The `p`-th percentile (0..=1) of sorted `samples`, in microseconds.
+pub fn percentile(sorted: &[u64], p: f64) -> u64 {
+    if sorted.is_empty() {
+        return 0;
+    }
+    let last = sorted.len() - 1;
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss, clippy::cast_precision_loss)]
+    let index = ((last as f64) * p).round() as usize;
+    sorted[index.min(last)]
+}
+
+/// Milliseconds with three decimals, for the human summary.
+pub fn millis(micros: u64) -> String {
+    format!("{:.3}", Duration::from_micros(micros).as_secs_f64() * 1e3)
+}
+
+/// Reads `"t":MICROS` and `"n":NUMBER` from a payload such as `{"t":…,"n":…}`.
+pub fn stamp(data: &str) -> Option<(u64, usize)> {
+    let value: serde_json::Value = serde_json::from_str(data).ok()?;
+    let t = value.get("t")?.as_u64()?;
+    let n = usize::try_from(value.get("n")?.as_u64()?).ok()?;
+    Some((t, n))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percentiles_of_sorted_samples() {
+        let samples: Vec<u64> = (1..=100).collect();
+        assert_eq!(percentile(&samples, 0.5), 51);
+        assert_eq!(percentile(&samples, 0.99), 99);
+        assert_eq!(percentile(&samples, 1.0), 100);
+        assert_eq!(percentile(&[], 0.5), 0);
+    }
+
+    #[test]
+    fn stamps_are_read_from_payloads() {
+        assert_eq!(stamp(r#"{"t":123,"n":4}"#), Some((123, 4)));
+        assert_eq!(stamp("hello"), None);
+    }
+
+    #[test]
+    fn this_machine_reports_memory() {
+        assert!(rss_bytes(std::process::id()).unwrap() > 0);
+        assert!(tcp_kernel_bytes().is_some());
+    }
+}

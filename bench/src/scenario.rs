@@ -1,0 +1,260 @@
+//! The three scenarios. Each opens its connections, does its work, waits (boundedly)
+//! for the last deliveries, and returns its figures as a JSON object.
+
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use eventsource_stream::Event;
+use futures::StreamExt;
+use serde_json::{Map, Value, json};
+use tokio::task::JoinSet;
+
+use crate::client::{self, Error, Publisher};
+use crate::measure::{self, millis, now_micros, percentile, stamp};
+use crate::target::{Audience, Target};
+
+/// A scenario's figures.
+pub type Report = Map<String, Value>;
+
+/// Where and how to run.
+#[derive(Debug)]
+pub struct Setup {
+    pub target: Target,
+    pub sources: u8,
+    pub pid: Option<u32>,
+    pub deadline: Duration,
+}
+
+/// Connections opened at once while connecting.
+const CONNECTING_AT_ONCE: usize = 256;
+/// How long to wait for deliveries after the last send.
+const DRAIN: Duration = Duration::from_secs(5);
+
+/// What a stream does with each event.
+type OnEvent = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// `n` open streams, each read by its own task.
+struct Streams {
+    readers: JoinSet<()>,
+    connect_time: Duration,
+}
+
+impl Streams {
+    /// Closes every stream (its reader owns the connection).
+    fn close(mut self) {
+        self.readers.abort_all();
+    }
+}
+
+async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Error> {
+    let started = Instant::now();
+    let target = setup.target;
+    let sources = setup.sources;
+    let mut opened = futures::stream::iter(0..n)
+        .map(|i| async move { client::subscribe(&target, i, client::source(i, sources)).await })
+        .buffer_unordered(CONNECTING_AT_ONCE);
+    let mut readers = JoinSet::new();
+    while let Some(stream) = opened.next().await {
+        let mut stream = stream?;
+        let on_event = on_event.clone();
+        readers.spawn(async move {
+            while let Some(Ok(event)) = stream.next().await {
+                on_event(&event);
+            }
+        });
+    }
+    Ok(Streams { readers, connect_time: started.elapsed() })
+}
+
+/// Waits until `done` holds, the drain time after `since` passes, or the deadline.
+async fn drain(done: impl Fn() -> bool, deadline: Instant) {
+    let until = deadline.min(Instant::now() + DRAIN);
+    while !done() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+fn per_second(count: usize, time: Duration) -> f64 {
+    #[allow(clippy::cast_precision_loss)]
+    let count = count as f64;
+    count / time.as_secs_f64().max(1e-9)
+}
+
+/// `hold N`: memory per idle connection and connects per second.
+pub async fn hold(setup: &Setup, n: usize) -> Result<Report, Error> {
+    let rss_before = setup.pid.and_then(measure::rss_bytes);
+    let kernel_before = measure::tcp_kernel_bytes();
+    let ignore: OnEvent = Arc::new(|_| {});
+    let streams = open(setup, n, &ignore).await?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let rss_after = setup.pid.and_then(measure::rss_bytes);
+    let kernel_after = measure::tcp_kernel_bytes();
+    let per_connection = |before: Option<u64>, after: Option<u64>| {
+        before.zip(after).map(|(before, after)| after.saturating_sub(before) / n.max(1) as u64)
+    };
+    let rss_each = per_connection(rss_before, rss_after);
+    let kernel_each = per_connection(kernel_before, kernel_after);
+    let connects = per_second(n, streams.connect_time);
+    eprintln!(
+        "hold {n}: {connects:.0} connects/s; server RSS {} per connection ({} -> {}); \
+         kernel TCP memory {} per connection (both ends)",
+        rss_each.map_or("?".into(), |b| format!("{b} B")),
+        rss_before.map_or("?".into(), |b| format!("{} MiB", b >> 20)),
+        rss_after.map_or("?".into(), |b| format!("{} MiB", b >> 20)),
+        kernel_each.map_or("?".into(), |b| format!("{b} B")),
+    );
+    streams.close();
+    let mut report = Report::new();
+    report.insert("scenario".into(), "hold".into());
+    report.insert("connections".into(), n.into());
+    report.insert("connects_per_second".into(), json!(connects.round()));
+    report.insert("rss_before_bytes".into(), json!(rss_before));
+    report.insert("rss_after_bytes".into(), json!(rss_after));
+    report.insert("rss_bytes_per_connection".into(), json!(rss_each));
+    report.insert("kernel_tcp_bytes_per_connection".into(), json!(kernel_each));
+    Ok(report)
+}
+
+/// A small, fast pseudo-random sequence (xorshift64): which client each push is for.
+struct Xorshift(u64);
+
+impl Xorshift {
+    fn below(&mut self, bound: usize) -> usize {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        usize::try_from(self.0 % bound.max(1) as u64).unwrap_or(0)
+    }
+}
+
+/// `unicast N M RATE`: delivery latency of pushes to random single clients.
+pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Result<Report, Error> {
+    let deadline = Instant::now() + setup.deadline;
+    let latencies = Arc::new(Mutex::new(Vec::with_capacity(pushes)));
+    let on_event: OnEvent = Arc::new({
+        let latencies = latencies.clone();
+        move |event| {
+            if let Some((sent, _)) = stamp(&event.data) {
+                let latency = now_micros().saturating_sub(sent);
+                latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(latency);
+            }
+        }
+    });
+    let streams = open(setup, n, &on_event).await?;
+    let mut publisher = Publisher::connect(setup.target).await?;
+    let mut pick = Xorshift(0x9E37_79B9_7F4A_7C15);
+    let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+    pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
+    let mut sent = 0;
+    for number in 0..pushes {
+        if Instant::now() >= deadline {
+            break;
+        }
+        pace.tick().await;
+        let payload = format!(r#"{{"t":{},"n":{number}}}"#, now_micros());
+        let (path, body) = setup.target.publish(Audience::Client(pick.below(n)), &payload);
+        publisher.post(&path, body).await?;
+        sent += 1;
+    }
+    let received = || latencies.lock().map_or(0, |l| l.len());
+    drain(|| received() >= sent, deadline).await;
+    let connect_time = streams.connect_time;
+    streams.close();
+    let mut samples =
+        std::mem::take(&mut *latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner));
+    samples.sort_unstable();
+    let (p50, p99, max) =
+        (percentile(&samples, 0.5), percentile(&samples, 0.99), percentile(&samples, 1.0));
+    let lost = sent.saturating_sub(samples.len());
+    eprintln!(
+        "unicast {n} conns, {sent} pushes at {rate}/s: latency p50 {} ms, p99 {} ms, max {} ms; \
+         lost {lost}",
+        millis(p50),
+        millis(p99),
+        millis(max)
+    );
+    let mut report = Report::new();
+    report.insert("scenario".into(), "unicast".into());
+    report.insert("connections".into(), n.into());
+    report.insert("pushes".into(), sent.into());
+    report.insert("rate".into(), rate.into());
+    report.insert("latency_p50_us".into(), p50.into());
+    report.insert("latency_p99_us".into(), p99.into());
+    report.insert("latency_max_us".into(), max.into());
+    report.insert("lost".into(), lost.into());
+    report.insert("connects_per_second".into(), json!(per_second(n, connect_time).round()));
+    Ok(report)
+}
+
+/// `broadcast N B`: deliveries per second and time to reach every subscriber.
+pub async fn broadcast(setup: &Setup, n: usize, broadcasts: usize) -> Result<Report, Error> {
+    let deadline = Instant::now() + setup.deadline;
+    let counts: Arc<Vec<AtomicUsize>> =
+        Arc::new((0..broadcasts).map(|_| AtomicUsize::new(0)).collect());
+    let last_arrival: Arc<Vec<AtomicU64>> =
+        Arc::new((0..broadcasts).map(|_| AtomicU64::new(0)).collect());
+    let delivered = Arc::new(AtomicUsize::new(0));
+    let on_event: OnEvent = Arc::new({
+        let (counts, last_arrival, delivered) =
+            (counts.clone(), last_arrival.clone(), delivered.clone());
+        move |event| {
+            if let Some((_, number)) = stamp(&event.data)
+                && number < counts.len()
+            {
+                counts[number].fetch_add(1, Relaxed);
+                last_arrival[number].fetch_max(now_micros(), Relaxed);
+                delivered.fetch_add(1, Relaxed);
+            }
+        }
+    });
+    let streams = open(setup, n, &on_event).await?;
+    let mut publisher = Publisher::connect(setup.target).await?;
+    let mut sent_at = Vec::with_capacity(broadcasts);
+    let started = Instant::now();
+    for number in 0..broadcasts {
+        if Instant::now() >= deadline {
+            break;
+        }
+        let sent = now_micros();
+        let payload = format!(r#"{{"t":{sent},"n":{number}}}"#);
+        let (path, body) = setup.target.publish(Audience::Everyone, &payload);
+        publisher.post(&path, body).await?;
+        sent_at.push(sent);
+    }
+    let expected = sent_at.len() * n;
+    drain(|| delivered.load(Relaxed) >= expected, deadline).await;
+    let elapsed = started.elapsed();
+    streams.close();
+    let got = delivered.load(Relaxed);
+    let mut fan_out: Vec<u64> = sent_at
+        .iter()
+        .enumerate()
+        .filter(|(number, _)| counts[*number].load(Relaxed) == n)
+        .map(|(number, sent)| last_arrival[number].load(Relaxed).saturating_sub(*sent))
+        .collect();
+    fan_out.sort_unstable();
+    let last = last_arrival.iter().map(|t| t.load(Relaxed)).max().unwrap_or(0);
+    let first = sent_at.first().copied().unwrap_or(0);
+    let busy = Duration::from_micros(last.saturating_sub(first)).max(Duration::from_micros(1));
+    let rate = per_second(got, busy);
+    let (p50, p99) = (percentile(&fan_out, 0.5), percentile(&fan_out, 0.99));
+    let lost = expected.saturating_sub(got);
+    eprintln!(
+        "broadcast {n} conns, {} broadcasts: {rate:.0} deliveries/s; every subscriber reached \
+         in p50 {} ms, p99 {} ms; lost {lost} ({:.1} s)",
+        sent_at.len(),
+        millis(p50),
+        millis(p99),
+        elapsed.as_secs_f64()
+    );
+    let mut report = Report::new();
+    report.insert("scenario".into(), "broadcast".into());
+    report.insert("connections".into(), n.into());
+    report.insert("broadcasts".into(), sent_at.len().into());
+    report.insert("deliveries_per_second".into(), json!(rate.round()));
+    report.insert("fan_out_p50_us".into(), p50.into());
+    report.insert("fan_out_p99_us".into(), p99.into());
+    report.insert("lost".into(), lost.into());
+    Ok(report)
+}
