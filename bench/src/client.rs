@@ -48,7 +48,8 @@ pub async fn subscribe(
     Ok(bytes.eventsource().map(|event| event.map_err(|error| error.to_string())))
 }
 
-/// Publishes over one kept-alive connection.
+/// Publishes over one kept-alive connection, opening a new one when the server closes
+/// it (nginx does after `keepalive_requests`).
 pub struct Publisher {
     sender: http1::SendRequest<Full<Bytes>>,
     target: Target,
@@ -56,18 +57,24 @@ pub struct Publisher {
 
 impl Publisher {
     pub async fn connect(target: Target) -> Result<Self, Error> {
+        Ok(Self { sender: Self::open(target).await?, target })
+    }
+
+    async fn open(target: Target) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
         let stream = tokio::net::TcpStream::connect(target.addr).await?;
         stream.set_nodelay(true)?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = connection.await;
         });
-        Ok(Self { sender, target })
+        Ok(sender)
     }
 
     /// POSTs `body` to `path` and waits for a 2xx.
     pub async fn post(&mut self, path: &str, body: String) -> Result<(), Error> {
-        self.sender.ready().await?;
+        if self.sender.ready().await.is_err() {
+            self.sender = Self::open(self.target).await?;
+        }
         let content_type = match self.target.kind {
             crate::target::Kind::Herald => "application/json",
             crate::target::Kind::Nchan => "text/plain",
