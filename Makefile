@@ -1,5 +1,5 @@
 # Herald's set-up commands. Each installs what is missing first.
-.PHONY: run test setup watch fuzz
+.PHONY: run test setup watch fuzz bench
 
 ## Build and serve the app on http://127.0.0.1:3000 (in-memory broker).
 run:
@@ -12,6 +12,10 @@ test:
 ## Fuzz push requests and the encoder (FUZZ_SECONDS per target, default 60).
 fuzz: setup
 	bash scripts/fuzz.sh
+
+## Herald against nchan with herald-bench, side by side (BENCH_SMOKE=1: seconds).
+bench: setup
+	bash scripts/bench.sh
 
 ## Install the tools only.
 setup:

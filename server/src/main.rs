@@ -6,7 +6,7 @@ use clap::Parser;
 use herald::auth::token::{Claims, mint};
 use herald::config::{Command, TokenArgs};
 use herald::{AppState, Config, server};
-use tokio::net::TcpListener;
+
 use tracing_subscriber::EnvFilter;
 
 #[tokio::main]
@@ -53,9 +53,8 @@ async fn run(config: Config) -> Result<(), String> {
         .with_ansi(colour)
         .init();
     let addr = config.listen_addr();
-    let listener = TcpListener::bind(addr)
-        .await
-        .map_err(|error| format!("cannot listen on {addr}: {error}"))?;
+    let listener =
+        herald::net::bind(addr).map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
     tracing::info!("listening on http://{local}");
     if !local.ip().is_loopback() && config.publish_keys.is_empty() {

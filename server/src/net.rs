@@ -21,6 +21,26 @@ use crate::metrics::{Limit, Metrics};
 const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
 const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
 
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// The default 128 overflows when a few hundred clients reconnect at once (a node
+/// restarting, say): each dropped SYN then costs its client a second's retransmit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
 /// Time limits for every accepted connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Guards {

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Runs herald-bench against Herald and, in the same run with the same generator,
+# against nchan (Debian's nginx + libnginx-mod-nchan, one worker), then prints a
+# side-by-side table. Everything on loopback; every scenario stops by itself.
+#
+#   make bench                 # N = 1k and 10k, plus the largest idle hold the fd limit allows
+#   BENCH_SMOKE=1 make bench   # a few seconds, for CI: proves the benchmark still runs
+set -euo pipefail
+cd "$(dirname "$0")/.."
+source scripts/env.sh
+
+sudo_if_needed() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+if [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
+  sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+    nginx libnginx-mod-nchan
+fi
+
+echo "bench: building herald and herald-bench (release)"
+cargo build --release -q -p server --bin herald -p herald-bench
+bin="$CARGO_TARGET_DIR/release"
+work=$(mktemp -d)
+results="$work/results.jsonl"
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+
+free_port() { python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'; }
+wait_for_port() {
+  for _ in $(seq 100); do (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0; sleep 0.1; done
+  echo "bench: nothing listens on $1" >&2; return 1
+}
+
+# Limits that would otherwise refuse a load test (they are per source address).
+herald_port=$(free_port)
+"$bin/herald" --listen "127.0.0.1:$herald_port" --log warn --history 10 \
+  --max-connections 1000000 --max-connections-per-ip 1000000 \
+  --push-rate 1000000 --push-burst 1000000 --queue-capacity 4096 &
+pids+=($!)
+herald_pid=$!
+wait_for_port "$herald_port"
+
+nchan_port=$(free_port)
+mkdir -p "$work/nchan"
+sed "s|@PORT@|$nchan_port|; s|@DIR@|$work/nchan|g" bench/nchan.conf >"$work/nchan/nginx.conf"
+nginx -c "$work/nchan/nginx.conf" -p "$work/nchan" 2>/dev/null &
+pids+=($!)
+wait_for_port "$nchan_port"
+nchan_worker=$(pgrep -P "$(cat "$work/nchan/nginx.pid")" | head -n 1)
+
+# The generator and the server each need a descriptor per connection.
+fd_limit=$(ulimit -Hn)
+max_hold=$(( fd_limit > 101000 ? 100000 : fd_limit - 1000 ))
+if [ "${BENCH_SMOKE:-0}" = 1 ]; then
+  runs=("hold 200" "unicast 200 200 500" "broadcast 200 20")
+else
+  runs=("hold 1000" "hold 10000" "hold $max_hold"
+        "unicast 1000 5000 1000" "unicast 10000 5000 1000"
+        "broadcast 1000 500" "broadcast 10000 100")
+fi
+
+bench() { # target address pid scenario...
+  local target=$1 addr=$2 pid=$3
+  shift 3
+  "$bin/herald-bench" --target "$target" --addr "$addr" --pid "$pid" --deadline 120s \
+    --label "$*" "$@" >>"$results"
+  sleep 1 # let both sides close the run's sockets before the next
+}
+for run in "${runs[@]}"; do
+  read -r -a scenario <<<"$run"
+  bench herald "127.0.0.1:$herald_port" "$herald_pid" "${scenario[@]}"
+  bench nchan "127.0.0.1:$nchan_port" "$nchan_worker" "${scenario[@]}"
+done
+
+python3 scripts/bench_table.py "$results"
+if [ -n "${BENCH_RESULTS:-}" ]; then cp "$results" "$BENCH_RESULTS"; fi
