@@ -44,3 +44,7 @@ export E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT
 export HERALD_BIN="$CARGO_TARGET_DIR/release/herald"
 export HERALD_SITE_ROOT="$PWD/target/site"
 (cd end2end && npx playwright test)
+
+# The benchmark must keep working; its real figures are in docs/benchmarks.md.
+phase "benchmark smoke run (herald-bench against Herald and nchan)"
+BENCH_SMOKE=1 bash scripts/bench.sh
