@@ -15,8 +15,9 @@ if [ ! -e /usr/lib/nginx/modules/ngx_nchan_module.so ]; then
     nginx libnginx-mod-nchan
 fi
 
-echo "bench: building herald and herald-bench (release)"
-cargo build --release -q -p server --bin herald -p herald-bench
+echo "bench: building herald (as make run serves it) and herald-bench, release"
+cargo leptos build --release >/dev/null 2>&1 || cargo leptos build --release
+cargo build --release -q -p herald-bench
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)
 results="$work/results.jsonl"
