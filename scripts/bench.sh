@@ -59,12 +59,14 @@ else
         "broadcast 1000 500" "broadcast 10000 100")
 fi
 
+net=0
 bench() { # target address pid scenario...
   local target=$1 addr=$2 pid=$3
   shift 3
+  net=$((net + 1)) # fresh source addresses: no run meets another's TIME_WAIT ports
   "$bin/herald-bench" --target "$target" --addr "$addr" --pid "$pid" --deadline 120s \
-    --label "$*" "$@" >>"$results"
-  sleep 1 # let both sides close the run's sockets before the next
+    --source-net "$net" --label "$*" "$@" >>"$results"
+  sleep 2 # let both sides close the run's sockets before the next
 }
 for run in "${runs[@]}"; do
   read -r -a scenario <<<"$run"

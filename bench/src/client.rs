@@ -16,10 +16,11 @@ use crate::target::Target;
 /// A failure worth reporting.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
-/// Source address number `n` of `sources`: 127.0.0.1, 127.0.0.2, …
-pub fn source(n: usize, sources: u8) -> IpAddr {
+/// The source address of connection `n` when connections are spread over `sources`
+/// addresses of the network 127.0.NET.0/24: 127.0.NET.1, 127.0.NET.2, …
+pub fn source(n: usize, sources: u8, net: u8) -> IpAddr {
     let last = u8::try_from(n % usize::from(sources.max(1))).unwrap_or(0) + 1;
-    IpAddr::V4(Ipv4Addr::new(127, 0, 0, last))
+    IpAddr::V4(Ipv4Addr::new(127, 0, net, last))
 }
 
 /// Opens client `n`'s stream from `from` and returns its events once the response
@@ -30,6 +31,8 @@ pub async fn subscribe(
     from: IpAddr,
 ) -> Result<impl Stream<Item = Result<Event, String>> + Send + use<>, Error> {
     let socket = TcpSocket::new_v4()?;
+    // Ports of an earlier run's closed connections linger in TIME_WAIT for a minute.
+    socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::new(from, 0))?;
     let stream = socket.connect(target.addr).await?;
     let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;

@@ -36,9 +36,13 @@ struct Cli {
     /// The hub's process id, to read its memory (RSS) from /proc.
     #[arg(long)]
     pid: Option<u32>,
-    /// Source addresses 127.0.0.1..=127.0.0.K to spread connections over [default: one per 25 000].
+    /// Source addresses 127.0.NET.1..=127.0.NET.K to spread connections over [default: one per 5 000].
     #[arg(long)]
     sources: Option<u8>,
+    /// The NET of the source addresses; give each run its own, so that no run meets the
+    /// ports an earlier one left in TIME_WAIT.
+    #[arg(long, default_value_t = 0)]
+    source_net: u8,
     /// Stop the scenario after this long, whatever happens.
     #[arg(long, default_value = "120s", value_parser = humantime_duration)]
     deadline: Duration,
@@ -77,10 +81,11 @@ async fn main() -> std::process::ExitCode {
     };
     let sources = cli
         .sources
-        .unwrap_or_else(|| u8::try_from(connections.div_ceil(25_000)).unwrap_or(u8::MAX).max(1));
+        .unwrap_or_else(|| u8::try_from(connections.div_ceil(5_000)).unwrap_or(u8::MAX).max(1));
     let setup = scenario::Setup {
         target: target::Target::new(cli.target, cli.addr),
         sources,
+        source_net: cli.source_net,
         pid: cli.pid,
         deadline: cli.deadline,
     };

@@ -22,6 +22,7 @@ pub type Report = Map<String, Value>;
 pub struct Setup {
     pub target: Target,
     pub sources: u8,
+    pub source_net: u8,
     pub pid: Option<u32>,
     pub deadline: Duration,
 }
@@ -50,9 +51,11 @@ impl Streams {
 async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Error> {
     let started = Instant::now();
     let target = setup.target;
-    let sources = setup.sources;
+    let (sources, net) = (setup.sources, setup.source_net);
     let mut opened = futures::stream::iter(0..n)
-        .map(|i| async move { client::subscribe(&target, i, client::source(i, sources)).await })
+        .map(
+            |i| async move { client::subscribe(&target, i, client::source(i, sources, net)).await },
+        )
         .buffer_unordered(CONNECTING_AT_ONCE);
     let mut readers = JoinSet::new();
     while let Some(stream) = opened.next().await {
