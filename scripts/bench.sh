@@ -5,6 +5,7 @@
 #
 #   make bench                 # N = 1k and 10k, plus the largest idle hold the fd limit allows
 #   BENCH_SMOKE=1 make bench   # a few seconds, for CI: proves the benchmark still runs
+#   BENCH_RUNS="broadcast 1000 200 40;hold 5000" make bench   # chosen scenarios
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -51,12 +52,15 @@ nchan_worker=$(pgrep -P "$(cat "$work/nchan/nginx.pid")" | head -n 1)
 # The generator and the server each need a descriptor per connection.
 fd_limit=$(ulimit -Hn)
 max_hold=$(( fd_limit > 101000 ? 100000 : fd_limit - 1000 ))
-if [ "${BENCH_SMOKE:-0}" = 1 ]; then
+if [ -n "${BENCH_RUNS:-}" ]; then # e.g. BENCH_RUNS="hold 1000;broadcast 1000 200 40"
+  IFS=';' read -r -a runs <<<"$BENCH_RUNS"
+elif [ "${BENCH_SMOKE:-0}" = 1 ]; then
   runs=("hold 200" "unicast 200 200 500" "broadcast 200 20")
 else
   runs=("hold 1000" "hold 10000" "hold $max_hold"
         "unicast 1000 5000 1000" "unicast 10000 5000 1000"
-        "broadcast 1000 500" "broadcast 10000 100")
+        "broadcast 1000 500" "broadcast 10000 100"
+        "broadcast 1000 200 40" "broadcast 10000 40 4")
 fi
 
 net=0

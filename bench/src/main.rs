@@ -8,8 +8,8 @@
 //!   connects per second;
 //! * `unicast N M RATE`: M pushes to random single clients at RATE/s; each payload
 //!   carries its send time -> delivery latency p50/p99/max, and loss;
-//! * `broadcast N B`: B broadcasts -> deliveries per second, time until a message
-//!   reached every subscriber (p50/p99), and loss.
+//! * `broadcast N B [RATE]`: B broadcasts, back to back or paced -> deliveries per
+//!   second, time until a message reached every subscriber (p50/p99), and loss.
 //!
 //! Each run prints one JSON line (for scripts) and a short human summary.
 
@@ -59,8 +59,8 @@ enum Scenario {
     Hold { connections: usize },
     /// N connections, M pushes to random single clients at RATE per second.
     Unicast { connections: usize, pushes: usize, rate: u32 },
-    /// N connections, B broadcasts.
-    Broadcast { connections: usize, broadcasts: usize },
+    /// N connections, B broadcasts, back to back or at RATE per second.
+    Broadcast { connections: usize, broadcasts: usize, rate: Option<u32> },
 }
 
 fn humantime_duration(text: &str) -> Result<Duration, String> {
@@ -95,8 +95,8 @@ async fn main() -> std::process::ExitCode {
             Scenario::Unicast { connections, pushes, rate } => {
                 scenario::unicast(&setup, connections, pushes, rate).await
             }
-            Scenario::Broadcast { connections, broadcasts } => {
-                scenario::broadcast(&setup, connections, broadcasts).await
+            Scenario::Broadcast { connections, broadcasts, rate } => {
+                scenario::broadcast(&setup, connections, broadcasts, rate).await
             }
         }
     })

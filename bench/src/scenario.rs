@@ -190,8 +190,16 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
     Ok(report)
 }
 
-/// `broadcast N B`: deliveries per second and time to reach every subscriber.
-pub async fn broadcast(setup: &Setup, n: usize, broadcasts: usize) -> Result<Report, Error> {
+/// `broadcast N B [RATE]`: deliveries per second and time to reach every subscriber.
+/// Back to back, a hub that accepts faster queues more and each message waits behind
+/// the ones before it; paced at a rate both hubs sustain, the fan-out time is the
+/// hub's own.
+pub async fn broadcast(
+    setup: &Setup,
+    n: usize,
+    broadcasts: usize,
+    rate: Option<u32>,
+) -> Result<Report, Error> {
     let deadline = Instant::now() + setup.deadline;
     let counts: Arc<Vec<AtomicUsize>> =
         Arc::new((0..broadcasts).map(|_| AtomicUsize::new(0)).collect());
@@ -214,10 +222,18 @@ pub async fn broadcast(setup: &Setup, n: usize, broadcasts: usize) -> Result<Rep
     let streams = open(setup, n, &on_event).await?;
     let mut publisher = Publisher::connect(setup.target).await?;
     let mut sent_at = Vec::with_capacity(broadcasts);
+    let mut pace = rate.map(|rate| {
+        let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
+        pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        pace
+    });
     let started = Instant::now();
     for number in 0..broadcasts {
         if Instant::now() >= deadline {
             break;
+        }
+        if let Some(pace) = &mut pace {
+            pace.tick().await;
         }
         let sent = now_micros();
         let payload = format!(r#"{{"t":{sent},"n":{number}}}"#);
@@ -256,6 +272,7 @@ pub async fn broadcast(setup: &Setup, n: usize, broadcasts: usize) -> Result<Rep
     report.insert("scenario".into(), "broadcast".into());
     report.insert("connections".into(), n.into());
     report.insert("broadcasts".into(), sent_at.len().into());
+    report.insert("rate".into(), json!(rate));
     report.insert("deliveries_per_second".into(), json!(rate.round()));
     report.insert("fan_out_p50_us".into(), p50.into());
     report.insert("fan_out_p99_us".into(), p99.into());
