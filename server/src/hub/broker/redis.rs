@@ -60,6 +60,11 @@ const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long a health check waits for `PING`.
 const PING_TIMEOUT: Duration = Duration::from_millis(500);
+/// How often the subscription connection is checked with `PING`: a connection that
+/// went half-open (no RST ever arrives) would otherwise look subscribed forever.
+const SUBSCRIPTION_PING_INTERVAL: Duration = Duration::from_secs(5);
+/// How long the subscription may take to answer that `PING`.
+const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct RedisBroker {
     client: redis::Client,
@@ -479,22 +484,33 @@ async fn listen(broker: Weak<RedisBroker>, stop: CancellationToken) {
     }
 }
 
-/// Relays bus messages to the node until the subscription ends (returns true) or the
-/// node stops (returns false).
+/// Relays bus messages to the node until the subscription ends or stops answering
+/// `PING` (returns true) or the node stops (returns false).
 async fn relay(
     broker: &Weak<RedisBroker>,
     pubsub: redis::aio::PubSub,
     stop: &CancellationToken,
 ) -> bool {
-    let mut messages = pubsub.into_on_message();
+    let (mut sink, mut messages) = pubsub.split();
+    let mut keepalive = tokio::time::interval(SUBSCRIPTION_PING_INTERVAL);
+    keepalive.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    keepalive.reset();
     loop {
-        let message = tokio::select! {
-            message = messages.next() => message,
+        tokio::select! {
+            message = messages.next() => {
+                let Some(message) = message else { return true };
+                let Some(broker) = broker.upgrade() else { return false };
+                broker.dispatch(message.get_payload_bytes());
+            }
+            _ = keepalive.tick() => {
+                let ping = sink.ping::<redis::Value>();
+                if !matches!(tokio::time::timeout(SUBSCRIPTION_PING_TIMEOUT, ping).await, Ok(Ok(_))) {
+                    tracing::warn!("the Redis subscription stopped answering PING");
+                    return true;
+                }
+            }
             () = stop.cancelled() => return false,
-        };
-        let Some(message) = message else { return true };
-        let Some(broker) = broker.upgrade() else { return false };
-        broker.dispatch(message.get_payload_bytes());
+        }
     }
 }
 
