@@ -11,7 +11,7 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::hub::lock;
-use crate::metrics::{Limit, Metrics};
+use crate::metrics::Limit;
 
 /// Open event streams, counted per source address.
 #[derive(Debug)]
@@ -132,12 +132,6 @@ impl PushRate {
     fn prune(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
         buckets.retain(|_, bucket| self.refilled(bucket, now) < self.burst);
     }
-}
-
-/// Counts a refusal and says what it was.
-pub fn refused(metrics: &Metrics, limit: Limit) -> Limit {
-    metrics.limited(limit);
-    limit
 }
 
 #[cfg(test)]

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::{self, Refusal};
 use crate::error::ApiError;
 use crate::hub::Subscription;
-use crate::limits::{self, ConnectionPermit};
+use crate::limits::ConnectionPermit;
 use crate::metrics::Limit;
 use crate::sse;
 use crate::state::AppState;
@@ -72,7 +72,7 @@ async fn check_publisher(
     if request.uri().path() == "/push" {
         let publisher = key.map_or_else(|| address.to_string(), |key| format!("key #{key}"));
         if let Err(wait) = state.push_rate.take(&publisher) {
-            limits::refused(state.hub.metrics(), Limit::PushRate);
+            state.hub.metrics().limited(Limit::PushRate);
             return ApiError::TooManyRequests(format!(
                 "more than {} pushes per second from this publisher; retry later",
                 state.config.push_rate
@@ -122,7 +122,7 @@ fn event_stream_response(
 /// A place under the connection limits for a stream from `address`.
 fn admit(state: &AppState, address: std::net::IpAddr) -> Result<ConnectionPermit, ApiError> {
     state.connection_limits.acquire(address).map_err(|limit| {
-        limits::refused(state.hub.metrics(), limit);
+        state.hub.metrics().limited(limit);
         ApiError::TooManyRequests(match limit {
             Limit::ConnectionsPerAddress => format!(
                 "at most {} streams from one address; close one first",

@@ -12,7 +12,6 @@ use crate::auth::{Claims, SubscriberAuth, TokenRefusal};
 use crate::error::ApiError;
 use crate::hub::HubError;
 use crate::hub::types::{ClientId, Topic};
-use crate::limits;
 use crate::metrics::Limit;
 use crate::state::AppState;
 
@@ -29,7 +28,7 @@ async fn subscribe(
     let query = SubscribeQuery::parse(query.as_deref().unwrap_or(""))?;
     let max_topics = state.config.max_topics as usize;
     if query.topics.len() > max_topics {
-        limits::refused(state.hub.metrics(), Limit::Topics);
+        state.hub.metrics().limited(Limit::Topics);
         return Err(ApiError::BadRequest(format!("at most {max_topics} topics per connection")));
     }
     let expires_in = match &state.subscribers {

@@ -42,9 +42,25 @@ struct State {
     registry: Registry,
     /// The last message delivered (or the broker's head when it connected).
     head: Option<Position>,
-    /// Clients and topics whose connections changed since [`Fanout::take_changes`].
-    changed_clients: HashSet<ClientId>,
-    changed_topics: HashSet<Topic>,
+    /// What changed since [`Fanout::take_changes`]; `None` when no broker shares
+    /// presence (in memory), so that nothing accumulates that nobody takes.
+    changed: Option<Changed>,
+}
+
+/// Clients and topics whose connections changed.
+#[derive(Debug, Default)]
+struct Changed {
+    clients: HashSet<ClientId>,
+    topics: HashSet<Topic>,
+}
+
+impl State {
+    fn note_change(&mut self, client: &ClientId, topics: &[Topic]) {
+        if let Some(changed) = &mut self.changed {
+            changed.clients.insert(client.clone());
+            changed.topics.extend(topics.iter().cloned());
+        }
+    }
 }
 
 /// What changed in this node's connections since presence was last reported.
@@ -59,9 +75,16 @@ pub(crate) struct PresenceChanges {
 }
 
 impl Fanout {
-    pub(crate) fn new(metrics: Arc<Metrics>, head: Option<Position>) -> Self {
+    /// A fan-out starting after `head`; with `shares_presence`, it keeps track of
+    /// what changed for [`Fanout::take_changes`].
+    pub(crate) fn new(
+        metrics: Arc<Metrics>,
+        head: Option<Position>,
+        shares_presence: bool,
+    ) -> Self {
+        let changed = shares_presence.then(Changed::default);
         Self {
-            state: Mutex::new(State { head, ..State::default() }),
+            state: Mutex::new(State { head, changed, ..State::default() }),
             metrics,
             presence_changed: Notify::new(),
         }
@@ -104,8 +127,7 @@ impl Fanout {
         subscriber: Arc<Subscriber>,
     ) -> (ConnId, Option<Position>) {
         let mut state = lock(&self.state);
-        state.changed_clients.insert(client.clone());
-        state.changed_topics.extend(topics.iter().cloned());
+        state.note_change(&client, &topics);
         let conn = state.registry.register(client, topics, subscriber);
         let head = state.head.clone();
         drop(state);
@@ -122,8 +144,7 @@ impl Fanout {
 
     fn unregister_locked(&self, state: &mut State, conn: ConnId, reason: DisconnectReason) {
         if let Some((client, topics)) = state.registry.unregister(conn) {
-            state.changed_clients.insert(client);
-            state.changed_topics.extend(topics);
+            state.note_change(&client, &topics);
             self.metrics.connection_closed(reason);
             self.presence_changed.notify_one();
         }
@@ -173,15 +194,11 @@ impl Fanout {
     /// What changed since the last call (everything, when `all`).
     pub(crate) fn take_changes(&self, all: bool) -> PresenceChanges {
         let mut state = lock(&self.state);
+        let changed = state.changed.replace(Changed::default()).unwrap_or_default();
         let (clients, topics) = if all {
-            state.changed_clients.clear();
-            state.changed_topics.clear();
             (state.registry.client_ids(), state.registry.topic_names())
         } else {
-            (
-                std::mem::take(&mut state.changed_clients).into_iter().collect(),
-                std::mem::take(&mut state.changed_topics).into_iter().collect(),
-            )
+            (changed.clients.into_iter().collect(), changed.topics.into_iter().collect())
         };
         let registry = &state.registry;
         PresenceChanges {

@@ -171,7 +171,7 @@ impl Hub {
         let (fanout, broker, jobs) = match options.broker {
             BrokerOptions::Memory => {
                 let head = types::Position { epoch: epoch.clone(), seq: 0 };
-                let fanout = Arc::new(Fanout::new(metrics.clone(), Some(head)));
+                let fanout = Arc::new(Fanout::new(metrics.clone(), Some(head), false));
                 let broker =
                     broker::memory::MemoryBroker::new(options.history, epoch, fanout.clone());
                 let jobs = jobs::MemoryJobs::new(
@@ -183,7 +183,7 @@ impl Hub {
                 (fanout, Broker::Memory(broker), Jobs::from(jobs))
             }
             BrokerOptions::Redis(redis) => {
-                let fanout = Arc::new(Fanout::new(metrics.clone(), None));
+                let fanout = Arc::new(Fanout::new(metrics.clone(), None, true));
                 let job_watchers = Arc::default();
                 let broker = broker::redis::RedisBroker::start(
                     &redis,
