@@ -22,7 +22,8 @@
 //! - [`api`]: the HTTP endpoints of the contract, and [`error`] for their failures.
 //! - [`limits`]: streams per node and per address, pushes per second per publisher.
 //! - [`metrics`]: counters rendered for Prometheus.
-//! - [`net`]: the listening socket's guards (header and write timeouts, keepalive).
+//! - [`net`]: accepting and serving connections: guards (header and write timeouts,
+//!   keepalive), hyper, and a lean direct path for event streams.
 //! - [`server`]: the router and the serve loop with graceful shutdown.
 
 #![warn(missing_docs, unreachable_pub)]

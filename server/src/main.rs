@@ -65,9 +65,8 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     let state = AppState::new(config).map_err(|error| error.to_string())?;
-    server::serve(listener, state, shutdown_signal())
-        .await
-        .map_err(|error| format!("server error: {error}"))
+    server::serve(listener, state, shutdown_signal()).await;
+    Ok(())
 }
 
 /// Resolves on SIGINT (Ctrl-C) or SIGTERM.

@@ -46,6 +46,16 @@ pub fn router(state: &AppState) -> Router<AppState> {
     }
 }
 
+/// Whether `path` is one of the event streams (`/sse`, `/jobs/ID/events`): the
+/// long-lived responses the server answers on its lean path (see [`crate::net`]).
+pub fn is_event_stream(path: &str) -> bool {
+    path == "/sse"
+        || path
+            .strip_prefix("/jobs/")
+            .and_then(|rest| rest.strip_suffix("/events"))
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
+}
+
 /// Writes and the presence list need a publish key when keys are configured, and
 /// each publisher (its key, or its address without keys) gets `--push-rate` pushes
 /// per second.

@@ -9,6 +9,8 @@ mod auth;
 mod broker;
 /// Several real nodes on one real Redis.
 mod cluster;
+/// HTTP/1 on the wire: the direct stream path, keep-alive, pipelining, hang-ups.
+mod connections;
 /// Bad input of every kind gets a clear JSON 4xx.
 mod errors;
 /// Task streams: replay, live progress, the final event, 204 after it.

@@ -28,7 +28,7 @@ pub struct TestServer {
     pub state: AppState,
     api: Api,
     stop: Option<oneshot::Sender<()>>,
-    task: Option<tokio::task::JoinHandle<std::io::Result<()>>>,
+    task: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl TestServer {
@@ -53,7 +53,7 @@ impl TestServer {
     }
 
     /// Stops the server as SIGTERM would and waits for it to return.
-    pub async fn stop(mut self) -> std::io::Result<()> {
+    pub async fn stop(mut self) {
         self.stop.take().map(|stop| stop.send(()));
         self.task.take().expect("running").await.expect("server task")
     }

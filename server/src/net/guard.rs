@@ -1,114 +1,19 @@
-//! The listening socket, with guards no HTTP handler can provide: a connection must
-//! send its request headers within a time limit (slowloris), a write the peer does not
-//! take within a time limit ends the connection (a dead or stalled peer), and TCP
-//! keepalive finds peers that vanished without a word.
+//! A connection's guards, kept in its I/O so that hyper and the direct stream path
+//! both obey them: the request headers must arrive within a time limit (slowloris),
+//! and a write the peer does not take within a time limit ends the connection (a
+//! dead or stalled peer).
 
 use std::io;
-use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
+use super::Guards;
 use crate::metrics::{Limit, Metrics};
-
-/// How long the kernel waits on a silent connection before probing it, and how
-/// often it probes (dead peers are found in about a minute and a half).
-const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
-const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
-
-/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
-/// The default 128 overflows when a few hundred clients reconnect at once (a node
-/// restarting, say): each dropped SYN then costs its client a second's retransmit.
-pub const LISTEN_BACKLOG: u32 = 4096;
-
-/// A listener on `addr` with [`LISTEN_BACKLOG`].
-///
-/// # Errors
-/// When the address cannot be bound.
-pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
-    socket.set_reuseaddr(true)?;
-    socket.bind(addr)?;
-    socket.listen(LISTEN_BACKLOG)
-}
-
-/// Time limits for every accepted connection.
-#[derive(Debug, Clone, Copy)]
-pub struct Guards {
-    /// From accept until the first request's headers are complete.
-    pub header_timeout: Duration,
-    /// How long one write may wait for the peer to take data.
-    pub write_timeout: Duration,
-}
-
-/// A TCP listener whose connections are [`GuardedStream`]s.
-#[derive(Debug)]
-pub struct GuardedListener {
-    listener: TcpListener,
-    guards: Guards,
-    metrics: Arc<Metrics>,
-}
-
-impl GuardedListener {
-    /// Guards every connection `listener` accepts; refusals count in `metrics`.
-    pub fn new(listener: TcpListener, guards: Guards, metrics: Arc<Metrics>) -> Self {
-        Self { listener, guards, metrics }
-    }
-}
-
-impl axum::serve::Listener for GuardedListener {
-    type Io = GuardedStream;
-    type Addr = SocketAddr;
-
-    async fn accept(&mut self) -> (GuardedStream, SocketAddr) {
-        loop {
-            match self.listener.accept().await {
-                Ok((stream, peer)) => {
-                    let keepalive = socket2::TcpKeepalive::new()
-                        .with_time(KEEPALIVE_IDLE)
-                        .with_interval(KEEPALIVE_INTERVAL);
-                    if let Err(error) =
-                        socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive)
-                    {
-                        tracing::debug!("cannot set TCP keepalive for {peer}: {error}");
-                    }
-                    let _ = stream.set_nodelay(true);
-                    return (GuardedStream::new(stream, self.guards, self.metrics.clone()), peer);
-                }
-                // Out of file descriptors, say: wait a moment rather than spin.
-                Err(error) => {
-                    tracing::warn!("accept failed: {error}");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
-        }
-    }
-
-    fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.listener.local_addr()
-    }
-}
-
-/// The address a connection came from, as handlers see it through `ConnectInfo`.
-#[derive(Debug, Clone, Copy)]
-pub struct PeerAddr(pub SocketAddr);
-
-impl axum::extract::connect_info::Connected<axum::serve::IncomingStream<'_, GuardedListener>>
-    for PeerAddr
-{
-    fn connect_info(stream: axum::serve::IncomingStream<'_, GuardedListener>) -> Self {
-        Self(*stream.remote_addr())
-    }
-}
 
 /// An accepted connection under [`Guards`].
 #[derive(Debug)]
@@ -125,7 +30,7 @@ pub struct GuardedStream {
 }
 
 impl GuardedStream {
-    fn new(stream: TcpStream, guards: Guards, metrics: Arc<Metrics>) -> Self {
+    pub(super) fn new(stream: TcpStream, guards: Guards, metrics: Arc<Metrics>) -> Self {
         Self {
             stream,
             guards,

@@ -1,0 +1,386 @@
+//! The direct way for event streams: parse the request head, call the same router
+//! every other request goes through, and write its response to the socket ourselves.
+//!
+//! Why: an idle stream is almost all a push hub holds, and hyper keeps an 8 KiB write
+//! buffer and a read buffer of 8–16 KiB for as long as a connection is open. Here a
+//! quiet stream holds its socket, its response body (the subscription and its
+//! heartbeat timer) and a few words of state; buffers exist only while bytes move.
+//!
+//! Only `GET` requests for an event stream (see [`crate::api::is_event_stream`])
+//! without a body come this way; anything unusual about them (a body, `Expect`,
+//! `Upgrade`, a header the `http` types refuse, an HTTP version other than 1.0 or 1.1)
+//! sends the whole connection to hyper instead, which answers or refuses it as usual.
+//! Responses are HTTP/1.1: `Content-Length` when the body's size is known, otherwise
+//! chunked (to an HTTP/1.0 client: delimited by closing the connection).
+
+use std::io::{self, IoSlice};
+use std::time::SystemTime;
+
+use axum::Router;
+use axum::body::{Body, HttpBody};
+use axum::extract::{ConnectInfo, Request};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header, response};
+use bytes::Bytes;
+use futures::{FutureExt, StreamExt};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tower::ServiceExt;
+
+use super::PeerAddr;
+use super::guard::GuardedStream;
+
+/// As many headers as hyper accepts by default.
+const MAX_HEADERS: usize = 100;
+
+/// Frames already waiting are written together, up to this many...
+const MAX_BATCH_FRAMES: usize = 64;
+/// ...or this many bytes.
+const MAX_BATCH_BYTES: usize = 256 * 1024;
+
+/// Bytes a client may send (a pipelined next request) while its stream is open.
+const MAX_UNREAD: usize = 16 * 1024;
+
+/// What the bytes read so far hold.
+pub(super) enum Head {
+    /// A complete request head, `length` bytes long, for an event stream (boxed: it
+    /// is short-lived, and should not make every stream's task larger).
+    Stream { request: Box<Request>, length: usize },
+    /// A request the direct path leaves to hyper (or bytes that are not HTTP/1).
+    Other,
+    /// Not a complete head yet.
+    Partial,
+}
+
+/// Whether the connection can carry another request after a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Reuse {
+    KeepAlive,
+    Close,
+}
+
+/// Parses the request head at the start of `bytes`, if it is complete.
+pub(super) fn parse_head(bytes: &[u8], peer: PeerAddr) -> Head {
+    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
+    let mut parsed = httparse::Request::new(&mut headers);
+    match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(length)) => match stream_request(&parsed, peer) {
+            Some(request) => Head::Stream { request: Box::new(request), length },
+            None => Head::Other,
+        },
+        Ok(httparse::Status::Partial) => Head::Partial,
+        Err(_) => Head::Other,
+    }
+}
+
+/// The request, if it is a plain `GET` of an event stream.
+fn stream_request(parsed: &httparse::Request<'_, '_>, peer: PeerAddr) -> Option<Request> {
+    if parsed.method != Some("GET") {
+        return None;
+    }
+    let version = match parsed.version {
+        Some(0) => Version::HTTP_10,
+        Some(1) => Version::HTTP_11,
+        _ => return None,
+    };
+    let uri: Uri = parsed.path?.parse().ok()?;
+    if !crate::api::is_event_stream(uri.path()) {
+        return None;
+    }
+    let mut request = Request::new(Body::empty());
+    *request.method_mut() = Method::GET;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
+    for parsed_header in parsed.headers.iter() {
+        let name = HeaderName::from_bytes(parsed_header.name.as_bytes()).ok()?;
+        if needs_hyper(&name, parsed_header.value) {
+            return None;
+        }
+        let value = HeaderValue::from_bytes(parsed_header.value).ok()?;
+        request.headers_mut().append(name, value);
+    }
+    request.extensions_mut().insert(ConnectInfo(peer));
+    Some(request)
+}
+
+/// Headers that ask for more than a bodiless `GET` with a plain response.
+fn needs_hyper(name: &HeaderName, value: &[u8]) -> bool {
+    match *name {
+        header::CONTENT_LENGTH => value != b"0",
+        header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE => true,
+        _ => false,
+    }
+}
+
+/// Answers `request` with `app` and writes the response. Bytes the peer sends
+/// meanwhile are kept in `unread` for whoever serves the connection next.
+pub(super) async fn respond(
+    io: &mut GuardedStream,
+    request: Box<Request>,
+    app: Router,
+    unread: &mut Vec<u8>,
+) -> Reuse {
+    let request = *request;
+    let wants_close = request.version() == Version::HTTP_10 || asks_to_close(&request);
+    // Boxed: the router's future lives only until the response is ready, so it
+    // should not make every stream's task larger.
+    let response = match Box::pin(app.oneshot(request)).await {
+        Ok(response) => response,
+        Err(never) => match never {},
+    };
+    let (parts, body) = response.into_parts();
+    let framing = Framing::choose(parts.status, body.size_hint().exact(), wants_close);
+    let reuse =
+        if wants_close || framing == Framing::UntilClose { Reuse::Close } else { Reuse::KeepAlive };
+    let head = response_head(&parts, framing, reuse);
+    drop(parts);
+    let sent = async {
+        io.write_all(&head).await?;
+        drop(head);
+        if framing != Framing::Empty {
+            send_body(io, body, framing, unread).await?;
+        }
+        io.flush().await
+    };
+    match sent.await {
+        Ok(()) => reuse,
+        Err(error) => {
+            tracing::debug!("stream response ended early: {error}");
+            Reuse::Close
+        }
+    }
+}
+
+/// Whether the client's `Connection` header says `close`.
+fn asks_to_close(request: &Request) -> bool {
+    request.headers().get_all(header::CONNECTION).iter().any(|value| {
+        value
+            .as_bytes()
+            .split(|&byte| byte == b',')
+            .any(|token| token.trim_ascii().eq_ignore_ascii_case(b"close"))
+    })
+}
+
+/// How the end of a response body is shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Framing {
+    /// No body at all (204, 304).
+    Empty,
+    /// `Content-Length`.
+    Length(u64),
+    /// `Transfer-Encoding: chunked`.
+    Chunked,
+    /// The body ends when the connection closes (HTTP/1.0 clients).
+    UntilClose,
+}
+
+impl Framing {
+    fn choose(status: StatusCode, exact_size: Option<u64>, http10_or_closing: bool) -> Self {
+        if status == StatusCode::NO_CONTENT || status == StatusCode::NOT_MODIFIED {
+            Self::Empty
+        } else if let Some(size) = exact_size {
+            Self::Length(size)
+        } else if http10_or_closing {
+            Self::UntilClose
+        } else {
+            Self::Chunked
+        }
+    }
+}
+
+/// The status line and headers, as hyper would write them (lower-case names, a
+/// `Date`), with the framing and connection headers this writer decides.
+fn response_head(parts: &response::Parts, framing: Framing, reuse: Reuse) -> Vec<u8> {
+    let mut head = Vec::with_capacity(256);
+    head.extend_from_slice(b"HTTP/1.1 ");
+    head.extend_from_slice(parts.status.as_str().as_bytes());
+    head.push(b' ');
+    head.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
+    head.extend_from_slice(b"\r\n");
+    for (name, value) in &parts.headers {
+        if matches!(*name, header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION)
+        {
+            continue;
+        }
+        put_header(&mut head, name.as_str(), value.as_bytes());
+    }
+    put_header(&mut head, "date", httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+    match framing {
+        Framing::Length(size) => {
+            put_header(&mut head, "content-length", size.to_string().as_bytes())
+        }
+        Framing::Chunked => put_header(&mut head, "transfer-encoding", b"chunked"),
+        Framing::Empty | Framing::UntilClose => {}
+    }
+    if reuse == Reuse::Close {
+        put_header(&mut head, "connection", b"close");
+    }
+    head.extend_from_slice(b"\r\n");
+    head
+}
+
+fn put_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
+    head.extend_from_slice(name.as_bytes());
+    head.extend_from_slice(b": ");
+    head.extend_from_slice(value);
+    head.extend_from_slice(b"\r\n");
+}
+
+/// Writes `body` as it comes, several waiting frames per write, until it ends or the
+/// peer goes away (then the body is dropped: for a stream, that unsubscribes it).
+async fn send_body(
+    io: &mut GuardedStream,
+    body: Body,
+    framing: Framing,
+    unread: &mut Vec<u8>,
+) -> io::Result<()> {
+    let mut frames = body.into_data_stream();
+    loop {
+        let first = tokio::select! {
+            frame = frames.next() => frame,
+            gone = peer_gone(io, unread) => return Err(gone),
+        };
+        let Some(first) = first else { break };
+        let mut batch = vec![first.map_err(io::Error::other)?];
+        let mut batch_bytes = batch[0].len();
+        let mut ended = false;
+        while batch.len() < MAX_BATCH_FRAMES && batch_bytes < MAX_BATCH_BYTES {
+            match frames.next().now_or_never() {
+                Some(Some(frame)) => {
+                    let frame = frame.map_err(io::Error::other)?;
+                    batch_bytes += frame.len();
+                    batch.push(frame);
+                }
+                Some(None) => {
+                    ended = true;
+                    break;
+                }
+                None => break,
+            }
+        }
+        write_batch(io, &batch, framing).await?;
+        if ended {
+            break;
+        }
+    }
+    if framing == Framing::Chunked {
+        io.write_all(b"0\r\n\r\n").await?;
+    }
+    Ok(())
+}
+
+/// Resolves when the peer closes the connection (or it fails), keeping whatever it
+/// sends before that in `unread`.
+async fn peer_gone(io: &mut GuardedStream, unread: &mut Vec<u8>) -> io::Error {
+    let mut scratch = [0; 128];
+    loop {
+        match io.read(&mut scratch).await {
+            Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
+            Ok(read) if unread.len() + read <= MAX_UNREAD => {
+                unread.extend_from_slice(&scratch[..read]);
+            }
+            Ok(_) => {
+                return io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "the client sent too much while its stream was open",
+                );
+            }
+            Err(error) => return error,
+        }
+    }
+}
+
+/// Writes `frames` as one piece of the body: one chunk when chunked.
+async fn write_batch(io: &mut GuardedStream, frames: &[Bytes], framing: Framing) -> io::Result<()> {
+    let size: usize = frames.iter().map(Bytes::len).sum();
+    if size == 0 {
+        // An empty chunk would end a chunked body.
+        return Ok(());
+    }
+    let chunked = framing == Framing::Chunked;
+    let size_line = format!("{size:x}\r\n");
+    let mut slices = Vec::with_capacity(frames.len() + 2);
+    if chunked {
+        slices.push(IoSlice::new(size_line.as_bytes()));
+    }
+    slices.extend(frames.iter().map(|frame| IoSlice::new(frame)));
+    if chunked {
+        slices.push(IoSlice::new(b"\r\n"));
+    }
+    write_all_vectored(io, &mut slices).await
+}
+
+async fn write_all_vectored(
+    io: &mut GuardedStream,
+    mut slices: &mut [IoSlice<'_>],
+) -> io::Result<()> {
+    while !slices.is_empty() {
+        let written = io.write_vectored(slices).await?;
+        if written == 0 {
+            return Err(io::ErrorKind::WriteZero.into());
+        }
+        IoSlice::advance_slices(&mut slices, written);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peer() -> PeerAddr {
+        PeerAddr("127.0.0.1:5000".parse().unwrap())
+    }
+
+    #[test]
+    fn a_stream_request_is_parsed_with_its_headers_and_peer() {
+        let bytes = b"GET /sse?client_id=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 5\r\n\r\nNEXT";
+        let Head::Stream { request, length } = parse_head(bytes, peer()) else {
+            panic!("not a stream request")
+        };
+        assert_eq!(&bytes[length..], b"NEXT");
+        assert_eq!(request.uri(), "/sse?client_id=a");
+        assert_eq!(request.headers()["last-event-id"], "5");
+        assert!(request.extensions().get::<ConnectInfo<PeerAddr>>().is_some());
+        let task = b"GET /jobs/abc/events HTTP/1.0\r\n\r\n";
+        assert!(matches!(parse_head(task, peer()), Head::Stream { .. }));
+    }
+
+    #[test]
+    fn everything_else_is_left_to_hyper() {
+        for bytes in [
+            &b"GET / HTTP/1.1\r\n\r\n"[..],
+            b"POST /sse HTTP/1.1\r\n\r\n",
+            b"GET /sse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"GET /sse HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
+            b"GET /sse HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
+            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+            b"\x16\x03\x01 not http at all\r\n\r\n",
+        ] {
+            assert!(matches!(parse_head(bytes, peer()), Head::Other), "{bytes:?}");
+        }
+        assert!(matches!(parse_head(b"GET /sse HTTP/1.1\r\nHost:", peer()), Head::Partial));
+        assert!(matches!(parse_head(b"", peer()), Head::Partial));
+    }
+
+    #[test]
+    fn framing_follows_the_status_size_and_client() {
+        assert_eq!(Framing::choose(StatusCode::NO_CONTENT, Some(0), false), Framing::Empty);
+        assert_eq!(Framing::choose(StatusCode::UNAUTHORIZED, Some(40), true), Framing::Length(40));
+        assert_eq!(Framing::choose(StatusCode::OK, None, false), Framing::Chunked);
+        assert_eq!(Framing::choose(StatusCode::OK, None, true), Framing::UntilClose);
+    }
+
+    #[test]
+    fn the_head_carries_the_handlers_headers_and_our_framing() {
+        let (mut parts, ()) = axum::http::Response::new(()).into_parts();
+        parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("text/event-stream"));
+        parts.headers.insert(header::CONTENT_LENGTH, HeaderValue::from_static("999"));
+        let head =
+            String::from_utf8(response_head(&parts, Framing::Chunked, Reuse::KeepAlive)).unwrap();
+        assert!(head.starts_with("HTTP/1.1 200 OK\r\ncontent-type: text/event-stream\r\ndate: "));
+        assert!(head.ends_with("\r\ntransfer-encoding: chunked\r\n\r\n"), "{head}");
+        assert!(!head.contains("999"));
+        let closing =
+            String::from_utf8(response_head(&parts, Framing::UntilClose, Reuse::Close)).unwrap();
+        assert!(closing.ends_with("\r\nconnection: close\r\n\r\n"), "{closing}");
+    }
+}

@@ -1,0 +1,123 @@
+//! From the listening socket to a served connection.
+//!
+//! Every accepted connection gets the guards no HTTP handler can provide ([`guard`]:
+//! header and write timeouts; TCP keepalive). Its first request then decides who
+//! serves it ([`connection`]): an event stream asked for on a fresh connection is
+//! answered by [`direct`], a small HTTP/1.1 writer that holds only what a quiet stream
+//! needs, because hyper keeps about 24 KiB of buffers for every open connection and an
+//! idle stream is almost all there is to a push hub. Everything else is hyper's.
+
+mod connection;
+mod direct;
+mod guard;
+mod rewind;
+
+use std::future::Future;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Router;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
+
+pub use guard::GuardedStream;
+
+use crate::metrics::Metrics;
+
+/// How long the kernel waits on a silent connection before probing it, and how
+/// often it probes (dead peers are found in about a minute and a half).
+const KEEPALIVE_IDLE: Duration = Duration::from_secs(60);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Connections the kernel queues for `accept` (capped by `net.core.somaxconn`).
+/// The default 128 overflows when a few hundred clients reconnect at once (a node
+/// restarting, say): each dropped SYN then costs its client a second's retransmit.
+pub const LISTEN_BACKLOG: u32 = 4096;
+
+/// A listener on `addr` with [`LISTEN_BACKLOG`].
+///
+/// # Errors
+/// When the address cannot be bound.
+pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
+    let socket = if addr.is_ipv4() {
+        tokio::net::TcpSocket::new_v4()?
+    } else {
+        tokio::net::TcpSocket::new_v6()?
+    };
+    socket.set_reuseaddr(true)?;
+    socket.bind(addr)?;
+    socket.listen(LISTEN_BACKLOG)
+}
+
+/// Time limits for every accepted connection.
+#[derive(Debug, Clone, Copy)]
+pub struct Guards {
+    /// From accept until the first request's headers are complete.
+    pub header_timeout: Duration,
+    /// How long one write may wait for the peer to take data.
+    pub write_timeout: Duration,
+}
+
+/// The address a connection came from, as handlers see it through `ConnectInfo`.
+#[derive(Debug, Clone, Copy)]
+pub struct PeerAddr(pub SocketAddr);
+
+/// Serves `app` on every connection `listener` accepts until `stop` resolves; then
+/// accepts no more, lets each connection finish its current response (streams end
+/// when the hub shuts down) and returns once every connection has closed.
+pub async fn serve(
+    listener: TcpListener,
+    guards: Guards,
+    metrics: Arc<Metrics>,
+    app: Router,
+    stop: impl Future<Output = ()> + Send + 'static,
+) {
+    // Connections watch `stopping` to wind down; `closed` counts those still open.
+    let (stopping, stop_seen) = watch::channel(());
+    tokio::spawn(async move {
+        stop.await;
+        drop(stop_seen);
+    });
+    let (all_closed, open) = watch::channel(());
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = accept(&listener) => accepted,
+            () = stopping.closed() => break,
+        };
+        let io = GuardedStream::new(stream, guards, metrics.clone());
+        let (app, stopping, open) = (app.clone(), stopping.clone(), open.clone());
+        tokio::spawn(async move {
+            connection::serve(io, PeerAddr(peer), app, stopping).await;
+            drop(open);
+        });
+    }
+    drop(listener);
+    drop(open);
+    all_closed.closed().await;
+}
+
+/// The next connection, with TCP keepalive on and Nagle off (events are small and
+/// must leave at once).
+async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
+    loop {
+        match listener.accept().await {
+            Ok((stream, peer)) => {
+                let keepalive = socket2::TcpKeepalive::new()
+                    .with_time(KEEPALIVE_IDLE)
+                    .with_interval(KEEPALIVE_INTERVAL);
+                if let Err(error) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
+                    tracing::debug!("cannot set TCP keepalive for {peer}: {error}");
+                }
+                let _ = stream.set_nodelay(true);
+                return (stream, peer);
+            }
+            // Out of file descriptors, say: wait a moment rather than spin.
+            Err(error) => {
+                tracing::warn!("accept failed: {error}");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+}
