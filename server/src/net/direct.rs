@@ -17,7 +17,7 @@ use std::io::{self, IoSlice};
 use std::time::SystemTime;
 
 use axum::Router;
-use axum::body::{Body, HttpBody};
+use axum::body::{Body, BodyDataStream, HttpBody};
 use axum::extract::{ConnectInfo, Request};
 use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header, response};
 use bytes::Bytes;
@@ -118,22 +118,11 @@ pub(super) async fn respond(
     app: Router,
     unread: &mut Vec<u8>,
 ) -> Reuse {
-    let request = *request;
-    let wants_close = request.version() == Version::HTTP_10 || asks_to_close(&request);
-    // Boxed: the router's future lives only until the response is ready, so it
-    // should not make every stream's task larger.
-    let response = match Box::pin(app.oneshot(request)).await {
-        Ok(response) => response,
-        Err(never) => match never {},
-    };
-    let (parts, body) = response.into_parts();
-    let framing = Framing::choose(parts.status, body.size_hint().exact(), wants_close);
-    let reuse =
-        if wants_close || framing == Framing::UntilClose { Reuse::Close } else { Reuse::KeepAlive };
-    let head = response_head(&parts, framing, reuse);
-    drop(parts);
+    let reply = Reply::to(request, app).await;
+    let reuse = reply.reuse;
     let sent = async {
-        io.write_all(&head).await?;
+        io.write_all(&reply.head).await?;
+        let Reply { head, body, framing, .. } = reply;
         drop(head);
         if framing != Framing::Empty {
             send_body(io, body, framing, unread).await?;
@@ -146,6 +135,35 @@ pub(super) async fn respond(
             tracing::debug!("stream response ended early: {error}");
             Reuse::Close
         }
+    }
+}
+
+/// A response about to be written: its encoded head, its body and how it is framed.
+struct Reply {
+    head: Vec<u8>,
+    body: Body,
+    framing: Framing,
+    reuse: Reuse,
+}
+
+impl Reply {
+    /// The router's answer to `request`. (A function of its own so that the request,
+    /// the router's future and the response's parts are gone before the body is
+    /// streamed, instead of taking room in every stream's task.)
+    async fn to(request: Box<Request>, app: Router) -> Self {
+        let wants_close = request.version() == Version::HTTP_10 || asks_to_close(&request);
+        let response = match Box::pin(app.oneshot(*request)).await {
+            Ok(response) => response,
+            Err(never) => match never {},
+        };
+        let (parts, body) = response.into_parts();
+        let framing = Framing::choose(parts.status, body.size_hint().exact(), wants_close);
+        let reuse = if wants_close || framing == Framing::UntilClose {
+            Reuse::Close
+        } else {
+            Reuse::KeepAlive
+        };
+        Self { head: response_head(&parts, framing, reuse), body, framing, reuse }
     }
 }
 
@@ -234,30 +252,9 @@ async fn send_body(
 ) -> io::Result<()> {
     let mut frames = body.into_data_stream();
     loop {
-        let first = tokio::select! {
-            frame = frames.next() => frame,
-            gone = peer_gone(io, unread) => return Err(gone),
-        };
-        let Some(first) = first else { break };
-        let mut batch = vec![first.map_err(io::Error::other)?];
-        let mut batch_bytes = batch[0].len();
-        let mut ended = false;
-        while batch.len() < MAX_BATCH_FRAMES && batch_bytes < MAX_BATCH_BYTES {
-            match frames.next().now_or_never() {
-                Some(Some(frame)) => {
-                    let frame = frame.map_err(io::Error::other)?;
-                    batch_bytes += frame.len();
-                    batch.push(frame);
-                }
-                Some(None) => {
-                    ended = true;
-                    break;
-                }
-                None => break,
-            }
-        }
-        write_batch(io, &batch, framing).await?;
-        if ended {
+        let batch = next_batch(&mut frames, io, unread).await?;
+        write_batch(io, &batch.frames, framing).await?;
+        if batch.last {
             break;
         }
     }
@@ -267,10 +264,49 @@ async fn send_body(
     Ok(())
 }
 
+/// Frames to write together.
+struct Batch {
+    frames: Vec<Bytes>,
+    /// The body ended after these.
+    last: bool,
+}
+
+/// Waits for the next frame and takes those already waiting behind it; fails when
+/// the peer goes away first.
+async fn next_batch(
+    frames: &mut BodyDataStream,
+    io: &mut GuardedStream,
+    unread: &mut Vec<u8>,
+) -> io::Result<Batch> {
+    let first = tokio::select! {
+        frame = frames.next() => frame,
+        gone = peer_gone(io, unread) => return Err(gone),
+    };
+    let Some(first) = first else { return Ok(Batch { frames: Vec::new(), last: true }) };
+    let mut batch = Batch { frames: vec![first.map_err(io::Error::other)?], last: false };
+    let mut bytes = batch.frames[0].len();
+    while batch.frames.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
+        match frames.next().now_or_never() {
+            Some(Some(frame)) => {
+                let frame = frame.map_err(io::Error::other)?;
+                bytes += frame.len();
+                batch.frames.push(frame);
+            }
+            Some(None) => {
+                batch.last = true;
+                break;
+            }
+            None => break,
+        }
+    }
+    Ok(batch)
+}
+
 /// Resolves when the peer closes the connection (or it fails), keeping whatever it
 /// sends before that in `unread`.
 async fn peer_gone(io: &mut GuardedStream, unread: &mut Vec<u8>) -> io::Error {
-    let mut scratch = [0; 128];
+    // Small: a stream's client rarely sends anything, and this is part of its task.
+    let mut scratch = [0; 32];
     loop {
         match io.read(&mut scratch).await {
             Ok(0) => return io::ErrorKind::UnexpectedEof.into(),
@@ -296,7 +332,7 @@ async fn write_batch(io: &mut GuardedStream, frames: &[Bytes], framing: Framing)
         return Ok(());
     }
     let chunked = framing == Framing::Chunked;
-    let size_line = format!("{size:x}\r\n");
+    let size_line = ChunkSize::new(size);
     let mut slices = Vec::with_capacity(frames.len() + 2);
     if chunked {
         slices.push(IoSlice::new(size_line.as_bytes()));
@@ -306,6 +342,33 @@ async fn write_batch(io: &mut GuardedStream, frames: &[Bytes], framing: Framing)
         slices.push(IoSlice::new(b"\r\n"));
     }
     write_all_vectored(io, &mut slices).await
+}
+
+/// A chunk's size line, `{size:x}\r\n`, without an allocation.
+struct ChunkSize {
+    text: [u8; 18],
+    start: u8,
+}
+
+impl ChunkSize {
+    fn new(mut size: usize) -> Self {
+        let mut text = [0; 18];
+        text[16..].copy_from_slice(b"\r\n");
+        let mut start = 16;
+        loop {
+            start -= 1;
+            text[start] = b"0123456789abcdef"[size % 16];
+            size /= 16;
+            if size == 0 {
+                break;
+            }
+        }
+        Self { text, start: start as u8 }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        &self.text[usize::from(self.start)..]
+    }
 }
 
 async fn write_all_vectored(
@@ -359,6 +422,13 @@ mod tests {
         }
         assert!(matches!(parse_head(b"GET /sse HTTP/1.1\r\nHost:", peer()), Head::Partial));
         assert!(matches!(parse_head(b"", peer()), Head::Partial));
+    }
+
+    #[test]
+    fn chunk_sizes_are_hex_lines() {
+        for size in [0, 1, 15, 16, 255, 4096, 0xdead_beef, usize::MAX] {
+            assert_eq!(ChunkSize::new(size).as_bytes(), format!("{size:x}\r\n").as_bytes());
+        }
     }
 
     #[test]
