@@ -1,6 +1,6 @@
-//! One accepted connection. Its first request decides who serves it: an event stream
-//! on a fresh connection goes the [`direct`](super::direct) way; anything else, and
-//! whatever follows on a connection kept alive, is hyper's.
+//! One accepted connection. Its requests decide who serves it: event streams go the
+//! [`direct`](super::direct) way; at the first request of any other kind the
+//! connection is handed to hyper for the rest of its life.
 
 use std::pin::pin;
 
@@ -32,26 +32,30 @@ pub(super) async fn serve(
     stopping: watch::Sender<()>,
 ) {
     let mut unread = Vec::new();
-    let first = tokio::select! {
-        first = read_first_head(&mut io, &mut unread, peer) => first,
-        () = stopping.closed() => return,
-    };
-    match first {
-        First::Gone => return,
-        First::Stream(request) => {
-            let reuse = direct::respond(&mut io, request, app.clone(), &mut unread).await;
-            if reuse == Reuse::Close || stopping.is_closed() {
-                return;
+    // Streams for as long as the client asks for streams: an EventSource reconnecting
+    // after its stream ended reuses the connection, and should find the same lean path.
+    loop {
+        let next = tokio::select! {
+            next = read_head(&mut io, &mut unread, peer) => next,
+            () = stopping.closed() => return,
+        };
+        match next {
+            NextRequest::Gone => return,
+            NextRequest::Stream(request) => {
+                let reuse = direct::respond(&mut io, request, app.clone(), &mut unread).await;
+                if reuse == Reuse::Close || stopping.is_closed() {
+                    return;
+                }
             }
+            NextRequest::Other => break,
         }
-        First::Other => {}
     }
     // Boxed, so that a direct stream's task is not the size of hyper's connection.
     Box::pin(serve_with_hyper(Rewind::new(unread, io), peer, app, stopping)).await;
 }
 
-/// What the first request on a connection turned out to be.
-enum First {
+/// What the next request on a connection turned out to be.
+enum NextRequest {
     /// An event stream the direct path serves.
     Stream(Box<axum::extract::Request>),
     /// Anything else, or a head the direct path does not take: hyper reads it again.
@@ -60,23 +64,27 @@ enum First {
     Gone,
 }
 
-/// Reads into `unread` until the first request head is complete (leaving in `unread`
+/// Reads into `unread` until the next request head is complete (leaving in `unread`
 /// only the bytes after it) or is known to be hyper's.
-async fn read_first_head(io: &mut GuardedStream, unread: &mut Vec<u8>, peer: PeerAddr) -> First {
+async fn read_head(io: &mut GuardedStream, unread: &mut Vec<u8>, peer: PeerAddr) -> NextRequest {
     loop {
         match direct::parse_head(unread, peer) {
             Head::Stream { request, length } => {
                 // A fresh vector: the head's buffer is not kept for the stream's life.
                 *unread = unread[length..].to_vec();
-                return First::Stream(request);
+                return NextRequest::Stream(request);
             }
-            Head::Other => return First::Other,
-            Head::Partial if unread.len() >= MAX_DIRECT_HEAD => return First::Other,
+            Head::Other => return NextRequest::Other,
+            Head::Partial if unread.len() >= MAX_DIRECT_HEAD => return NextRequest::Other,
             Head::Partial => {}
+        }
+        // An idle kept-alive connection holds no buffer until its client speaks.
+        if unread.is_empty() && io.readable().await.is_err() {
+            return NextRequest::Gone;
         }
         unread.reserve(HEAD_READ);
         match io.read_buf(unread).await {
-            Ok(0) | Err(_) => return First::Gone,
+            Ok(0) | Err(_) => return NextRequest::Gone,
             Ok(_) => {}
         }
     }

@@ -41,6 +41,31 @@ impl GuardedStream {
         }
     }
 
+    /// Waits until the peer sends something or hangs up, without reading it (so
+    /// without a buffer); fails as a read would once the header deadline has passed.
+    pub(super) async fn readable(&mut self) -> io::Result<()> {
+        std::future::poll_fn(|cx| {
+            self.check_header_deadline(cx)?;
+            self.stream.poll_read_ready(cx)
+        })
+        .await
+    }
+
+    /// An error once the first request's headers are overdue.
+    fn check_header_deadline(&mut self, cx: &mut Context<'_>) -> io::Result<()> {
+        if let Some(deadline) = &mut self.header_deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            self.header_deadline = None;
+            self.metrics.limited(Limit::HeaderTimeout);
+            return Err(io::Error::new(
+                io::ErrorKind::TimedOut,
+                "request headers were not received within the header timeout",
+            ));
+        }
+        Ok(())
+    }
+
     /// Runs the write deadline around a write that may wait on the peer.
     fn guard_write<T>(
         &mut self,
@@ -75,16 +100,7 @@ impl AsyncRead for GuardedStream {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        if let Some(deadline) = &mut this.header_deadline
-            && deadline.as_mut().poll(cx).is_ready()
-        {
-            this.header_deadline = None;
-            this.metrics.limited(Limit::HeaderTimeout);
-            return Poll::Ready(Err(io::Error::new(
-                io::ErrorKind::TimedOut,
-                "request headers were not received within the header timeout",
-            )));
-        }
+        this.check_header_deadline(cx)?;
         let already = buf.filled().len();
         ready!(Pin::new(&mut this.stream).poll_read(cx, buf))?;
         if this.header_deadline.is_some() && this.head_end.feed(&buf.filled()[already..]) {

@@ -174,3 +174,24 @@ async fn requests_the_direct_path_does_not_take_are_served_as_usual() {
         assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{request:?}: {seen}");
     }
 }
+
+#[tokio::test]
+async fn a_stream_ended_by_the_server_lets_the_client_reconnect_on_the_same_connection() {
+    let server = TestServer::start().await;
+    let mut socket = connect(&server).await;
+    socket.write_all(b"GET /sse?client_id=kicked HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut seen = String::new();
+    read_until(&mut socket, &mut seen, "herald.position").await;
+    let response = server.http.delete(server.url("/clients/kicked")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    read_until(&mut socket, &mut seen, "\r\n0\r\n\r\n").await;
+
+    // As an EventSource does: the same connection, kept alive, asks again.
+    socket.write_all(b"GET /sse?client_id=kicked HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    seen.clear();
+    read_until(&mut socket, &mut seen, "herald.position").await;
+    assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");
+    let (_, delivered) = server.push(json!({"client_id": "kicked", "message": "back"})).await;
+    assert_eq!(delivered, 1);
+    read_until(&mut socket, &mut seen, "data: back\n").await;
+}
