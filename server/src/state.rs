@@ -1,8 +1,7 @@
 //! What every request handler shares.
 
+use std::ops::Deref;
 use std::sync::Arc;
-
-use axum::extract::FromRef;
 
 use crate::auth::{PublishKeys, SubscriberAuth};
 use crate::config::Config;
@@ -11,8 +10,15 @@ use crate::limits::{ConnectionLimits, PushRate};
 
 /// The application state: the hub and the configuration (and, with the `ssr`
 /// feature, the Leptos options the web app is rendered with).
-#[derive(Debug, Clone, FromRef)]
-pub struct AppState {
+///
+/// A handle: axum clones the state for every extractor of every request, so it is
+/// one reference count, not a copy of each key, option and path.
+#[derive(Debug, Clone)]
+pub struct AppState(Arc<Shared>);
+
+/// What an [`AppState`] refers to.
+#[derive(Debug)]
+pub struct Shared {
     /// The hub every handler talks to.
     pub hub: Hub,
     /// The settings the node runs with.
@@ -39,7 +45,7 @@ impl AppState {
     /// # Errors
     /// [`StartError`] when the hub's broker cannot be set up.
     pub fn new(config: Config) -> Result<Self, StartError> {
-        Ok(Self {
+        Ok(Self(Arc::new(Shared {
             hub: Hub::new(config.hub_options())?,
             #[cfg(feature = "ssr")]
             leptos_options: crate::web::leptos_options(config.listen_addr()),
@@ -52,7 +58,22 @@ impl AppState {
             )),
             push_rate: Arc::new(PushRate::new(config.push_rate, config.push_burst)),
             config: Arc::new(config),
-        })
+        })))
+    }
+}
+
+impl Deref for AppState {
+    type Target = Shared;
+
+    fn deref(&self) -> &Shared {
+        &self.0
+    }
+}
+
+#[cfg(feature = "ssr")]
+impl axum::extract::FromRef<AppState> for leptos::config::LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos_options.clone()
     }
 }
 
