@@ -121,11 +121,11 @@ pub(super) async fn respond(
     let reply = Reply::to(request, app).await;
     let reuse = reply.reuse;
     let sent = async {
-        io.write_all(&reply.head).await?;
         let Reply { head, body, framing, .. } = reply;
-        drop(head);
-        if framing != Framing::Empty {
-            send_body(io, body, framing, unread).await?;
+        if framing == Framing::Empty {
+            io.write_all(&head).await?;
+        } else {
+            send_body(io, head, body, framing, unread).await?;
         }
         io.flush().await
     };
@@ -242,21 +242,28 @@ fn put_header(head: &mut Vec<u8>, name: &str, value: &[u8]) {
     head.extend_from_slice(b"\r\n");
 }
 
-/// Writes `body` as it comes, several waiting frames per write, until it ends or the
-/// peer goes away (then the body is dropped: for a stream, that unsubscribes it).
+/// Writes `head`, then `body` as it comes, several waiting frames per write, until
+/// the body ends or the peer goes away (then the body is dropped: for a stream, that
+/// unsubscribes it). What the body has ready at once leaves in the head's write: one
+/// system call and one packet for an event stream's opening.
 async fn send_body(
     io: &mut GuardedStream,
+    head: Vec<u8>,
     body: Body,
     framing: Framing,
     unread: &mut Vec<u8>,
 ) -> io::Result<()> {
     let mut frames = body.into_data_stream();
-    loop {
+    let mut ready = Batch::default();
+    take_ready(&mut frames, &mut ready)?;
+    write_batch(io, &head, &ready.frames, framing).await?;
+    // Nothing written is kept while the stream waits for more.
+    let mut last = ready.last;
+    drop((head, ready));
+    while !last {
         let batch = next_batch(&mut frames, io, unread).await?;
-        write_batch(io, &batch.frames, framing).await?;
-        if batch.last {
-            break;
-        }
+        write_batch(io, &[], &batch.frames, framing).await?;
+        last = batch.last;
     }
     if framing == Framing::Chunked {
         io.write_all(b"0\r\n\r\n").await?;
@@ -265,6 +272,7 @@ async fn send_body(
 }
 
 /// Frames to write together.
+#[derive(Default)]
 struct Batch {
     frames: Vec<Bytes>,
     /// The body ended after these.
@@ -284,7 +292,13 @@ async fn next_batch(
     };
     let Some(first) = first else { return Ok(Batch { frames: Vec::new(), last: true }) };
     let mut batch = Batch { frames: vec![first.map_err(io::Error::other)?], last: false };
-    let mut bytes = batch.frames[0].len();
+    take_ready(frames, &mut batch)?;
+    Ok(batch)
+}
+
+/// Adds to `batch` the frames `frames` has ready now, within the batch limits.
+fn take_ready(frames: &mut BodyDataStream, batch: &mut Batch) -> io::Result<()> {
+    let mut bytes: usize = batch.frames.iter().map(Bytes::len).sum();
     while batch.frames.len() < MAX_BATCH_FRAMES && bytes < MAX_BATCH_BYTES {
         match frames.next().now_or_never() {
             Some(Some(frame)) => {
@@ -299,7 +313,7 @@ async fn next_batch(
             None => break,
         }
     }
-    Ok(batch)
+    Ok(())
 }
 
 /// Resolves when the peer closes the connection (or it fails), keeping whatever it
@@ -324,16 +338,20 @@ async fn peer_gone(io: &mut GuardedStream, unread: &mut Vec<u8>) -> io::Error {
     }
 }
 
-/// Writes `frames` as one piece of the body: one chunk when chunked.
-async fn write_batch(io: &mut GuardedStream, frames: &[Bytes], framing: Framing) -> io::Result<()> {
+/// Writes `prefix` (the head, or nothing) and `frames` as one piece of the body (one
+/// chunk when chunked), in one vectored write when the socket takes it all.
+async fn write_batch(
+    io: &mut GuardedStream,
+    prefix: &[u8],
+    frames: &[Bytes],
+    framing: Framing,
+) -> io::Result<()> {
     let size: usize = frames.iter().map(Bytes::len).sum();
-    if size == 0 {
-        // An empty chunk would end a chunked body.
-        return Ok(());
-    }
-    let chunked = framing == Framing::Chunked;
+    // An empty chunk would end a chunked body.
+    let chunked = framing == Framing::Chunked && size > 0;
     let size_line = ChunkSize::new(size);
-    let mut slices = Vec::with_capacity(frames.len() + 2);
+    let mut slices = Vec::with_capacity(frames.len() + 3);
+    slices.push(IoSlice::new(prefix));
     if chunked {
         slices.push(IoSlice::new(size_line.as_bytes()));
     }
@@ -375,6 +393,8 @@ async fn write_all_vectored(
     io: &mut GuardedStream,
     mut slices: &mut [IoSlice<'_>],
 ) -> io::Result<()> {
+    // Drops empty slices up front: writing only those would look like a closed peer.
+    IoSlice::advance_slices(&mut slices, 0);
     while !slices.is_empty() {
         let written = io.write_vectored(slices).await?;
         if written == 0 {

@@ -47,8 +47,18 @@ pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
         tokio::net::TcpSocket::new_v6()?
     };
     socket.set_reuseaddr(true)?;
+    // On Linux accepted connections inherit these: no system calls per connection.
+    configure_connection(&socket2::SockRef::from(&socket))?;
     socket.bind(addr)?;
     socket.listen(LISTEN_BACKLOG)
+}
+
+/// TCP keepalive on and Nagle off (events are small and must leave at once).
+fn configure_connection(socket: &socket2::SockRef<'_>) -> io::Result<()> {
+    let keepalive =
+        socket2::TcpKeepalive::new().with_time(KEEPALIVE_IDLE).with_interval(KEEPALIVE_INTERVAL);
+    socket.set_tcp_keepalive(&keepalive)?;
+    socket.set_tcp_nodelay(true)
 }
 
 /// Time limits for every accepted connection.
@@ -98,19 +108,17 @@ pub async fn serve(
     all_closed.closed().await;
 }
 
-/// The next connection, with TCP keepalive on and Nagle off (events are small and
-/// must leave at once).
+/// The next connection, with TCP keepalive on and Nagle off.
 async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
-                let keepalive = socket2::TcpKeepalive::new()
-                    .with_time(KEEPALIVE_IDLE)
-                    .with_interval(KEEPALIVE_INTERVAL);
-                if let Err(error) = socket2::SockRef::from(&stream).set_tcp_keepalive(&keepalive) {
-                    tracing::debug!("cannot set TCP keepalive for {peer}: {error}");
+                // Linux copies the listener's settings (see `bind`); elsewhere, set them.
+                if !cfg!(target_os = "linux")
+                    && let Err(error) = configure_connection(&socket2::SockRef::from(&stream))
+                {
+                    tracing::debug!("cannot set TCP options for {peer}: {error}");
                 }
-                let _ = stream.set_nodelay(true);
                 return (stream, peer);
             }
             // Out of file descriptors, say: wait a moment rather than spin.
