@@ -15,6 +15,20 @@ async fn connect(server: &TestServer) -> TcpStream {
     TcpStream::connect(server.addr).await.expect("connect")
 }
 
+/// Sends `request` on a fresh connection and reads until `text` has arrived; returns
+/// the connection and what it has read.
+async fn send_and_read_until(
+    server: &TestServer,
+    request: &str,
+    text: &str,
+) -> (TcpStream, String) {
+    let mut socket = connect(server).await;
+    socket.write_all(request.as_bytes()).await.expect("write");
+    let mut seen = String::new();
+    read_until(&mut socket, &mut seen, text).await;
+    (socket, seen)
+}
+
 /// Reads until `text` has arrived (failing after [`PATIENCE`]); returns all read so far.
 async fn read_until(socket: &mut TcpStream, seen: &mut String, text: &str) {
     tokio::time::timeout(PATIENCE, async {
@@ -58,10 +72,12 @@ fn dechunk(mut body: &str) -> String {
 #[tokio::test]
 async fn a_stream_is_chunked_with_the_contract_headers_and_carries_pushes() {
     let server = TestServer::start().await;
-    let mut socket = connect(&server).await;
-    socket.write_all(b"GET /sse?client_id=raw HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut seen = String::new();
-    read_until(&mut socket, &mut seen, "herald.position").await;
+    let (mut socket, mut seen) = send_and_read_until(
+        &server,
+        "GET /sse?client_id=raw HTTP/1.1\r\nHost: x\r\n\r\n",
+        "herald.position",
+    )
+    .await;
     let (head, _) = seen.split_once("\r\n\r\n").expect("a complete head");
     let head = head.to_ascii_lowercase();
     assert!(head.starts_with("http/1.1 200 ok\r\n"), "{head}");
@@ -86,10 +102,9 @@ async fn a_stream_is_chunked_with_the_contract_headers_and_carries_pushes() {
 #[tokio::test]
 async fn an_http_1_0_stream_is_delimited_by_closing_the_connection() {
     let server = TestServer::start().await;
-    let mut socket = connect(&server).await;
-    socket.write_all(b"GET /sse?client_id=old HTTP/1.0\r\n\r\n").await.unwrap();
-    let mut seen = String::new();
-    read_until(&mut socket, &mut seen, "herald.position").await;
+    let (mut socket, seen) =
+        send_and_read_until(&server, "GET /sse?client_id=old HTTP/1.0\r\n\r\n", "herald.position")
+            .await;
     let head = seen.to_ascii_lowercase();
     assert!(head.contains("connection: close\r\n"), "{head}");
     assert!(!head.contains("transfer-encoding"), "{head}");
@@ -125,10 +140,8 @@ async fn a_finished_task_stream_ends_its_body_and_the_connection_serves_the_next
 #[tokio::test]
 async fn a_refused_stream_gets_its_error_and_the_connection_stays_usable() {
     let server = TestServer::start().await;
-    let mut socket = connect(&server).await;
-    socket.write_all(b"GET /sse HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut seen = String::new();
-    read_until(&mut socket, &mut seen, "}").await;
+    let (mut socket, mut seen) =
+        send_and_read_until(&server, "GET /sse HTTP/1.1\r\nHost: x\r\n\r\n", "}").await;
     assert!(seen.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{seen}");
     let (head, body) = seen.split_once("\r\n\r\n").unwrap();
     assert!(head.to_ascii_lowercase().contains(&format!("content-length: {}", body.len())));
@@ -146,10 +159,12 @@ async fn a_refused_stream_gets_its_error_and_the_connection_stays_usable() {
 #[tokio::test]
 async fn a_client_that_hangs_up_leaves_at_once() {
     let server = TestServer::start().await;
-    let mut socket = connect(&server).await;
-    socket.write_all(b"GET /sse?client_id=leaving HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut seen = String::new();
-    read_until(&mut socket, &mut seen, "herald.position").await;
+    let (socket, _) = send_and_read_until(
+        &server,
+        "GET /sse?client_id=leaving HTTP/1.1\r\nHost: x\r\n\r\n",
+        "herald.position",
+    )
+    .await;
     assert_eq!(server.state.hub.clients().await.unwrap().len(), 1);
     drop(socket);
     // Well before any heartbeat (15 s) would have found the dead connection.
@@ -167,10 +182,7 @@ async fn requests_the_direct_path_does_not_take_are_served_as_usual() {
         "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
         "GET /sse?client_id=a HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\nConnection: close\r\n\r\nhi",
     ] {
-        let mut socket = connect(&server).await;
-        socket.write_all(request.as_bytes()).await.unwrap();
-        let mut seen = String::new();
-        read_until(&mut socket, &mut seen, "\r\n\r\n").await;
+        let (_, seen) = send_and_read_until(&server, request, "\r\n\r\n").await;
         assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{request:?}: {seen}");
     }
 }
@@ -178,10 +190,12 @@ async fn requests_the_direct_path_does_not_take_are_served_as_usual() {
 #[tokio::test]
 async fn a_stream_ended_by_the_server_lets_the_client_reconnect_on_the_same_connection() {
     let server = TestServer::start().await;
-    let mut socket = connect(&server).await;
-    socket.write_all(b"GET /sse?client_id=kicked HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
-    let mut seen = String::new();
-    read_until(&mut socket, &mut seen, "herald.position").await;
+    let (mut socket, mut seen) = send_and_read_until(
+        &server,
+        "GET /sse?client_id=kicked HTTP/1.1\r\nHost: x\r\n\r\n",
+        "herald.position",
+    )
+    .await;
     let response = server.http.delete(server.url("/clients/kicked")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     read_until(&mut socket, &mut seen, "\r\n0\r\n\r\n").await;
