@@ -158,11 +158,8 @@ impl Reply {
         };
         let (parts, body) = response.into_parts();
         let framing = Framing::choose(parts.status, body.size_hint().exact(), wants_close);
-        let reuse = if wants_close || framing == Framing::UntilClose {
-            Reuse::Close
-        } else {
-            Reuse::KeepAlive
-        };
+        // A body delimited by the close is only chosen when closing anyway.
+        let reuse = if wants_close { Reuse::Close } else { Reuse::KeepAlive };
         Self { head: response_head(&parts, framing, reuse), body, framing, reuse }
     }
 }
