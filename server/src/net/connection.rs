@@ -1,14 +1,17 @@
-//! One accepted connection. Its requests decide who serves it: event streams go the
-//! [`direct`](super::direct) way; at the first request of any other kind the
-//! connection is handed to hyper for the rest of its life.
+//! One accepted connection. Its requests decide who serves it: event streams and
+//! small requests (pushes) go the [`direct`](super::direct) way; at the first request
+//! of any other kind the connection is handed to hyper for the rest of its life.
 
+use std::io;
 use std::pin::pin;
 
 use axum::Router;
+use axum::body::Body;
 use axum::extract::ConnectInfo;
+use bytes::Bytes;
 use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
-use tokio::io::AsyncReadExt;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tower::ServiceExt;
 
@@ -32,16 +35,17 @@ pub(super) async fn serve(
     stopping: watch::Sender<()>,
 ) {
     let mut unread = Vec::new();
-    // Streams for as long as the client asks for streams: an EventSource reconnecting
-    // after its stream ended reuses the connection, and should find the same lean path.
+    // Direct for as long as the client asks for streams and pushes: an EventSource
+    // reconnecting after its stream ended reuses the connection, and a publisher sends
+    // push after push on one.
     loop {
         let next = tokio::select! {
-            next = read_head(&mut io, &mut unread, peer) => next,
+            next = read_request(&mut io, &mut unread, peer) => next,
             () = stopping.closed() => return,
         };
         match next {
             NextRequest::Gone => return,
-            NextRequest::Stream(request) => {
+            NextRequest::Direct(request) => {
                 let reuse = direct::respond(&mut io, request, app.clone(), &mut unread).await;
                 if reuse == Reuse::Close || stopping.is_closed() {
                     return;
@@ -56,37 +60,76 @@ pub(super) async fn serve(
 
 /// What the next request on a connection turned out to be.
 enum NextRequest {
-    /// An event stream the direct path serves.
-    Stream(Box<axum::extract::Request>),
+    /// A request the direct path serves, its body read.
+    Direct(Box<axum::extract::Request>),
     /// Anything else, or a head the direct path does not take: hyper reads it again.
     Other,
     /// The peer closed, failed or timed out before its request was complete.
     Gone,
 }
 
-/// Reads into `unread` until the next request head is complete (leaving in `unread`
-/// only the bytes after it) or is known to be hyper's.
-async fn read_head(io: &mut GuardedStream, unread: &mut Vec<u8>, peer: PeerAddr) -> NextRequest {
-    loop {
+/// Reads into `unread` until the next request is complete (leaving in `unread` only
+/// the bytes after it) or is known to be hyper's.
+async fn read_request(io: &mut GuardedStream, unread: &mut Vec<u8>, peer: PeerAddr) -> NextRequest {
+    let (mut request, head, body) = loop {
         match direct::parse_head(unread, peer) {
-            Head::Stream { request, length } => {
-                // A fresh vector: the head's buffer is not kept for the stream's life.
-                *unread = unread[length..].to_vec();
-                return NextRequest::Stream(request);
-            }
+            Head::Direct { request, length, body } => break (request, length, body),
             Head::Other => return NextRequest::Other,
             Head::Partial if unread.len() >= MAX_DIRECT_HEAD => return NextRequest::Other,
             Head::Partial => {}
         }
-        // An idle kept-alive connection holds no buffer until its client speaks.
-        if unread.is_empty() && io.readable().await.is_err() {
+        if read_more(io, unread, HEAD_READ).await.is_err() {
             return NextRequest::Gone;
         }
-        unread.reserve(HEAD_READ);
-        match io.read_buf(unread).await {
-            Ok(0) | Err(_) => return NextRequest::Gone,
-            Ok(_) => {}
+    };
+    let end = head + body;
+    // The head's own deadline has passed once it is complete; the body gets as long.
+    let allowed = io.header_timeout();
+    let body_read = async {
+        while unread.len() < end {
+            read_more(io, unread, end - unread.len()).await?;
         }
+        Ok::<_, io::Error>(())
+    };
+    match tokio::time::timeout(allowed, body_read).await {
+        Ok(Ok(())) => {}
+        Ok(Err(_)) => return NextRequest::Gone,
+        Err(_) => {
+            // Best effort: the client is being dropped either way.
+            let _ = io.write_all(&body_timed_out()).await;
+            return NextRequest::Gone;
+        }
+    }
+    if body > 0 {
+        *request.body_mut() = Body::from(Bytes::copy_from_slice(&unread[head..end]));
+    }
+    // A fresh vector: the request's buffer is not kept for a stream's life.
+    *unread = unread[end..].to_vec();
+    NextRequest::Direct(request)
+}
+
+/// The answer to a request whose body did not arrive within the header timeout.
+fn body_timed_out() -> Vec<u8> {
+    let body = r#"{"error":"the request body did not arrive within the time limit"}"#;
+    format!(
+        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+/// Reads at most `up_to` more bytes into `unread`; fails when the peer has closed.
+async fn read_more(io: &mut GuardedStream, unread: &mut Vec<u8>, up_to: usize) -> io::Result<()> {
+    // An idle kept-alive connection holds no buffer until its client speaks.
+    if unread.is_empty() {
+        io.readable().await?;
+    }
+    unread.reserve(up_to);
+    let mut limited = (&mut *io).take(up_to as u64);
+    match limited.read_buf(unread).await? {
+        0 => Err(io::ErrorKind::UnexpectedEof.into()),
+        _ => Ok(()),
     }
 }
 

@@ -1,17 +1,26 @@
-//! The direct way for event streams: parse the request head, call the same router
-//! every other request goes through, and write its response to the socket ourselves.
+//! The direct way for event streams and small requests: parse the request head,
+//! call the same router every other request goes through, and write its response to
+//! the socket ourselves.
 //!
 //! Why: an idle stream is almost all a push hub holds, and hyper keeps an 8 KiB write
 //! buffer and a read buffer of 8–16 KiB for as long as a connection is open. Here a
 //! quiet stream holds its socket, its response body (the subscription and its
 //! heartbeat timer) and a few words of state; buffers exist only while bytes move.
+//! And a push is the hub's hot request: hyper hands a request body to the handler
+//! through a channel within the connection's own task, so the task wakes itself on
+//! every request, and tokio answers a task that wakes itself by waking a second
+//! worker thread; measured with `strace -c`, each push cost two futex calls and an
+//! eventfd write that way. Here the body is read whole first and handed over as one
+//! piece.
 //!
-//! Only `GET` requests for an event stream (see [`crate::api::is_event_stream`])
-//! without a body come this way; anything unusual about them (a body, `Expect`,
-//! `Upgrade`, a header the `http` types refuse, an HTTP version other than 1.0 or 1.1)
-//! sends the whole connection to hyper instead, which answers or refuses it as usual.
-//! Responses are HTTP/1.1: `Content-Length` when the body's size is known, otherwise
-//! chunked (to an HTTP/1.0 client: delimited by closing the connection).
+//! Two kinds of request come this way (see [`Head::Direct`]): a `GET` of an event
+//! stream (see [`crate::api::is_event_stream`]) without a body, and a `POST` whose
+//! body has a `Content-Length` of at most [`MAX_DIRECT_BODY`]. Anything unusual about
+//! them (a chunked body, `Expect`, `Upgrade`, a header the `http` types refuse, an
+//! HTTP version other than 1.0 or 1.1) sends the whole connection to hyper instead,
+//! which answers or refuses it as usual. Responses are HTTP/1.1: `Content-Length`
+//! when the body's size is known, otherwise chunked (to an HTTP/1.0 client:
+//! delimited by closing the connection).
 
 use std::io::{self, IoSlice};
 use std::time::SystemTime;
@@ -39,11 +48,16 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Bytes a client may send (a pipelined next request) while its stream is open.
 const MAX_UNREAD: usize = 16 * 1024;
 
+/// The largest request body read whole here; a larger one (a push near the message
+/// limit, say) goes to hyper, which streams it into the router's body limit.
+pub(super) const MAX_DIRECT_BODY: usize = 64 * 1024;
+
 /// What the bytes read so far hold.
 pub(super) enum Head {
-    /// A complete request head, `length` bytes long, for an event stream (boxed: it
-    /// is short-lived, and should not make every stream's task larger).
-    Stream { request: Box<Request>, length: usize },
+    /// A complete request head, `length` bytes long, of a request served here; its
+    /// body, `body` bytes, follows the head (boxed: the request is short-lived, and
+    /// should not make every stream's task larger).
+    Direct { request: Box<Request>, length: usize, body: usize },
     /// A request the direct path leaves to hyper (or bytes that are not HTTP/1).
     Other,
     /// Not a complete head yet.
@@ -62,8 +76,8 @@ pub(super) fn parse_head(bytes: &[u8], peer: PeerAddr) -> Head {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(length)) => match stream_request(&parsed, peer) {
-            Some(request) => Head::Stream { request: Box::new(request), length },
+        Ok(httparse::Status::Complete(length)) => match direct_request(&parsed, peer) {
+            Some((request, body)) => Head::Direct { request: Box::new(request), length, body },
             None => Head::Other,
         },
         Ok(httparse::Status::Partial) => Head::Partial,
@@ -71,43 +85,57 @@ pub(super) fn parse_head(bytes: &[u8], peer: PeerAddr) -> Head {
     }
 }
 
-/// The request, if it is a plain `GET` of an event stream.
-fn stream_request(parsed: &httparse::Request<'_, '_>, peer: PeerAddr) -> Option<Request> {
-    if parsed.method != Some("GET") {
-        return None;
-    }
+/// The request (its body still to be read) and its body's length, if it is one the
+/// direct path serves.
+fn direct_request(parsed: &httparse::Request<'_, '_>, peer: PeerAddr) -> Option<(Request, usize)> {
+    let method = match parsed.method? {
+        "GET" => Method::GET,
+        "POST" => Method::POST,
+        _ => return None,
+    };
     let version = match parsed.version {
         Some(0) => Version::HTTP_10,
         Some(1) => Version::HTTP_11,
         _ => return None,
     };
     let uri: Uri = parsed.path?.parse().ok()?;
-    if !crate::api::is_event_stream(uri.path()) {
+    if method == Method::GET && !crate::api::is_event_stream(uri.path()) {
         return None;
     }
     let mut request = Request::new(Body::empty());
-    *request.method_mut() = Method::GET;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
+    let mut body = None;
     for parsed_header in parsed.headers.iter() {
         let name = HeaderName::from_bytes(parsed_header.name.as_bytes()).ok()?;
-        if needs_hyper(&name, parsed_header.value) {
+        if matches!(name, header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE) {
             return None;
+        }
+        if name == header::CONTENT_LENGTH {
+            // A second length, even an equal one, is hyper's to judge.
+            body = match body {
+                None => Some(content_length(parsed_header.value)?),
+                Some(_) => return None,
+            };
         }
         let value = HeaderValue::from_bytes(parsed_header.value).ok()?;
         request.headers_mut().append(name, value);
     }
+    let body = body.unwrap_or(0);
+    if body > MAX_DIRECT_BODY || (method == Method::GET && body > 0) {
+        return None;
+    }
+    *request.method_mut() = method;
+    *request.uri_mut() = uri;
+    *request.version_mut() = version;
     request.extensions_mut().insert(ConnectInfo(peer));
-    Some(request)
+    Some((request, body))
 }
 
-/// Headers that ask for more than a bodiless `GET` with a plain response.
-fn needs_hyper(name: &HeaderName, value: &[u8]) -> bool {
-    match *name {
-        header::CONTENT_LENGTH => value != b"0",
-        header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE => true,
-        _ => false,
+/// A `Content-Length` value: decimal digits only (no sign, no spaces, no list).
+fn content_length(value: &[u8]) -> Option<usize> {
+    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
+        return None;
     }
+    std::str::from_utf8(value).ok()?.parse().ok()
 }
 
 /// Answers `request` with `app` and writes the response. Bytes the peer sends
@@ -413,23 +441,48 @@ mod tests {
     #[test]
     fn a_stream_request_is_parsed_with_its_headers_and_peer() {
         let bytes = b"GET /sse?client_id=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 5\r\n\r\nNEXT";
-        let Head::Stream { request, length } = parse_head(bytes, peer()) else {
+        let Head::Direct { request, length, body: 0 } = parse_head(bytes, peer()) else {
             panic!("not a stream request")
         };
         assert_eq!(&bytes[length..], b"NEXT");
         assert_eq!(request.uri(), "/sse?client_id=a");
         assert_eq!(request.headers()["last-event-id"], "5");
         assert!(request.extensions().get::<ConnectInfo<PeerAddr>>().is_some());
-        let task = b"GET /jobs/abc/events HTTP/1.0\r\n\r\n";
-        assert!(matches!(parse_head(task, peer()), Head::Stream { .. }));
+        let task = b"GET /jobs/abc/events HTTP/1.0\r\nContent-Length: 0\r\n\r\n";
+        assert!(matches!(parse_head(task, peer()), Head::Direct { body: 0, .. }));
+    }
+
+    #[test]
+    fn a_post_with_a_small_body_of_known_length_is_served_directly() {
+        let bytes =
+            b"POST /push HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
+        let Head::Direct { request, length, body } = parse_head(bytes, peer()) else {
+            panic!("not served directly")
+        };
+        assert_eq!((request.method(), &bytes[length..][..body]), (&Method::POST, &b"{}"[..]));
+        assert_eq!(request.headers()["content-type"], "application/json");
+        let no_body = b"POST /jobs/demo HTTP/1.1\r\n\r\n";
+        assert!(matches!(parse_head(no_body, peer()), Head::Direct { body: 0, .. }));
+        let largest = format!("POST /push HTTP/1.1\r\nContent-Length: {MAX_DIRECT_BODY}\r\n\r\n");
+        assert!(matches!(parse_head(largest.as_bytes(), peer()), Head::Direct { .. }));
     }
 
     #[test]
     fn everything_else_is_left_to_hyper() {
+        let too_large =
+            format!("POST /push HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_DIRECT_BODY + 1);
         for bytes in [
             &b"GET / HTTP/1.1\r\n\r\n"[..],
-            b"POST /sse HTTP/1.1\r\n\r\n",
+            b"HEAD /sse HTTP/1.1\r\n\r\n",
+            b"PUT /push HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
             b"GET /sse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
+            b"POST /push HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
+            b"POST /push HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
+            b"POST /push HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
+            b"POST /push HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n{}",
+            b"POST /push HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
+            b"POST /push HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
+            too_large.as_bytes(),
             b"GET /sse HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
             b"GET /sse HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
             b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",

@@ -41,6 +41,11 @@ impl GuardedStream {
         }
     }
 
+    /// How long a request's head may take; a body read whole gets as long again.
+    pub(super) fn header_timeout(&self) -> std::time::Duration {
+        self.guards.header_timeout
+    }
+
     /// Waits until the peer sends something or hangs up, without reading it (so
     /// without a buffer); fails as a read would once the header deadline has passed.
     pub(super) async fn readable(&mut self) -> io::Result<()> {
