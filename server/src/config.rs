@@ -137,7 +137,7 @@ pub struct Config {
     #[arg(long, env = "HERALD_PUSH_BURST", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub push_burst: u32,
 
-    /// A connection must send its request headers within this long of connecting (slowloris).
+    /// A connection must send its request headers within this long of connecting (slowloris); a small request body read whole gets as long again.
     #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
 

@@ -1,6 +1,6 @@
-//! HTTP/1 on the wire, read byte by byte from raw sockets: an event stream asked for on
-//! a fresh connection is written by the server's direct path, and a connection goes on
-//! to serve whatever follows as usual.
+//! HTTP/1 on the wire, read byte by byte from raw sockets: event streams and pushes are
+//! served by the server's direct path, and a connection goes on to serve whatever
+//! follows as usual.
 
 use std::time::Duration;
 
@@ -33,14 +33,20 @@ async fn send_and_read_until(
 async fn read_until(socket: &mut TcpStream, seen: &mut String, text: &str) {
     tokio::time::timeout(PATIENCE, async {
         while !seen.contains(text) {
-            let mut buffer = [0; 4096];
-            let read = socket.read(&mut buffer).await.expect("read");
-            assert!(read > 0, "the connection closed before {text:?} arrived; got {seen:?}");
-            seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
+            read_some(socket, seen, text).await;
         }
     })
     .await
     .unwrap_or_else(|_| panic!("{text:?} did not arrive; got {seen:?}"));
+}
+
+/// Reads what has arrived into `seen`; the connection must still be open, as it is
+/// while `awaited` is still to come.
+async fn read_some(socket: &mut TcpStream, seen: &mut String, awaited: &str) {
+    let mut buffer = [0; 4096];
+    let read = socket.read(&mut buffer).await.expect("read");
+    assert!(read > 0, "the connection closed before {awaited:?} arrived; got {seen:?}");
+    seen.push_str(&String::from_utf8_lossy(&buffer[..read]));
 }
 
 /// Everything until the server closes the connection.
@@ -208,4 +214,92 @@ async fn a_stream_ended_by_the_server_lets_the_client_reconnect_on_the_same_conn
     let (_, delivered) = server.push(json!({"client_id": "kicked", "message": "back"})).await;
     assert_eq!(delivered, 1);
     read_until(&mut socket, &mut seen, "data: back\n").await;
+}
+
+/// A `POST /push` request with `body`, as a publisher writes it.
+fn push_request(body: &str) -> String {
+    format!(
+        "POST /push HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+#[tokio::test]
+async fn pushes_on_one_kept_alive_connection_are_each_answered_in_order() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("client_id=reader").await;
+    let mut publisher = connect(&server).await;
+    // Two pushes in one write (pipelined), then one whose body comes in two pieces.
+    let first = push_request(r#"{"client_id": "reader", "message": "one"}"#);
+    let second = push_request(r#"{"client_id": "reader", "message": "two"}"#);
+    publisher.write_all(format!("{first}{second}").as_bytes()).await.unwrap();
+    let third = push_request(r#"{"client_id": "reader", "message": "three"}"#);
+    let (head_and_some, rest) = third.split_at(third.len() - 10);
+    publisher.write_all(head_and_some.as_bytes()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    publisher.write_all(rest.as_bytes()).await.unwrap();
+
+    let answer = r#""delivered":1}"#;
+    let mut seen = String::new();
+    tokio::time::timeout(PATIENCE, async {
+        while seen.matches(answer).count() < 3 {
+            read_some(&mut publisher, &mut seen, answer).await;
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("three answers did not arrive; got {seen:?}"));
+    for response in seen.split("HTTP/1.1 ").skip(1) {
+        let (head, body) = response.split_once("\r\n\r\n").expect("a head");
+        let head = head.to_ascii_lowercase();
+        assert!(head.starts_with("200 ok\r\n"), "{head}");
+        assert!(head.contains("content-type: application/json"), "{head}");
+        assert!(head.contains(&format!("content-length: {}", body.len())), "{head} / {body}");
+        assert!(!head.contains("connection: close"), "{head}");
+    }
+    for expected in ["one", "two", "three"] {
+        assert_eq!(stream.next_data().await, expected);
+    }
+}
+
+#[tokio::test]
+async fn a_bad_push_gets_its_error_and_the_connection_stays_usable() {
+    let server = TestServer::start().await;
+    let (mut publisher, seen) =
+        send_and_read_until(&server, &push_request(r#"{"client_id": "a"}"#), "}").await;
+    assert!(seen.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{seen}");
+    assert!(seen.contains("message is required"), "{seen}");
+
+    let good = push_request(r#"{"client_id": "a", "message": "fine"}"#);
+    publisher.write_all(good.as_bytes()).await.unwrap();
+    let mut seen = String::new();
+    read_until(&mut publisher, &mut seen, r#""delivered":0}"#).await;
+    assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");
+}
+
+#[tokio::test]
+async fn a_push_whose_body_stops_short_is_answered_408_and_closed() {
+    let server = TestServer::start_with(&["--header-timeout", "300ms"]).await;
+    let mut publisher = connect(&server).await;
+    let whole = push_request(r#"{"client_id": "a", "message": "never finished"}"#);
+    publisher.write_all(&whole.as_bytes()[..whole.len() - 5]).await.unwrap();
+    let answer = read_to_end(&mut publisher).await;
+    assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer}");
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    assert!(head.contains(&format!("content-length: {}", body.len())), "{head}");
+    let error: serde_json::Value = serde_json::from_str(body).expect("a JSON error");
+    assert!(error["error"].as_str().unwrap().contains("did not arrive"), "{error}");
+    assert_eq!(server.get("/healthz").await.0, 200, "others are served");
+}
+
+#[tokio::test]
+async fn a_large_push_body_is_still_accepted() {
+    let server = TestServer::start().await;
+    let mut stream = server.subscribe("client_id=big").await;
+    // More than the direct path reads whole (64 KiB), within the body limit (1 MiB):
+    // JSON whitespace makes the body large while the message stays small.
+    let body = format!(r#"{{"client_id": "big", "message": "padded"{}}}"#, " ".repeat(100_000));
+    let (_, seen) = send_and_read_until(&server, &push_request(&body), r#""delivered":1}"#).await;
+    assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");
+    assert_eq!(stream.next_data().await, "padded");
 }
