@@ -3,11 +3,13 @@
 //! quiet for a heartbeat interval.
 
 use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::Stream;
-use tokio::time::Instant;
+use tokio::time::{Instant, Sleep};
 
 use crate::hub::{Next, Subscription};
 use crate::sse;
@@ -40,29 +42,80 @@ pub fn event_stream(
     subscription: Subscription,
     options: StreamOptions,
 ) -> impl Stream<Item = Result<Bytes, Infallible>> + Send + 'static {
-    let preamble = sse::preamble(options.retry.as_millis().try_into().unwrap_or(u64::MAX));
-    let heartbeat = sse::comment("heartbeat");
-    let expires_at = options.expires_in.map(|remaining| Instant::now() + remaining);
-    let state = Some((Some(preamble), subscription));
-    futures::stream::unfold(state, move |state| {
-        let heartbeat = heartbeat.clone();
-        async move {
-            let (preamble, mut subscription) = state?;
-            if let Some(preamble) = preamble {
-                return Some((Ok(preamble), Some((None, subscription))));
-            }
-            let quiet_until = Instant::now() + options.heartbeat;
-            let wake = expires_at.map_or(quiet_until, |expiry| expiry.min(quiet_until));
-            match tokio::time::timeout_at(wake, subscription.next()).await {
-                Ok(Next::Frame(frame)) => Some((Ok(frame), Some((None, subscription)))),
-                Ok(Next::Closed(_)) => None,
-                Err(_) if expires_at.is_some_and(|expiry| Instant::now() >= expiry) => {
-                    Some((Ok(sse::token_expired()), None))
-                }
-                Err(_quiet) => Some((Ok(heartbeat), Some((None, subscription)))),
-            }
+    let now = Instant::now();
+    EventStream {
+        preamble: Some(sse::preamble(options.retry.as_millis().try_into().unwrap_or(u64::MAX))),
+        subscription: Some(subscription),
+        heartbeat: options.heartbeat,
+        last_written: now,
+        expires_at: options.expires_in.map(|remaining| now + remaining),
+        timer: Box::pin(tokio::time::sleep_until(now + options.heartbeat)),
+    }
+}
+
+/// An event stream's state, polled by hand: one timer for its whole life, moved only
+/// when the stream is about to wait (a burst of frames never touches it), where a
+/// timeout per frame would register and cancel a timer for every message.
+struct EventStream {
+    /// Written first, then gone.
+    preamble: Option<Bytes>,
+    /// `None` once the stream is over.
+    subscription: Option<Subscription>,
+    heartbeat: Duration,
+    /// When the last frame or heartbeat was handed out.
+    last_written: Instant,
+    expires_at: Option<Instant>,
+    /// Fires at the next heartbeat or at the token's expiry, whichever is first.
+    timer: Pin<Box<Sleep>>,
+}
+
+impl EventStream {
+    /// When the stream must next say something if no frame comes first.
+    fn wake_at(&self) -> Instant {
+        let beat = self.last_written + self.heartbeat;
+        self.expires_at.map_or(beat, |expiry| expiry.min(beat))
+    }
+
+    /// What to write when the timer fires: the token's end, or a heartbeat.
+    fn on_timer(&mut self, now: Instant) -> Bytes {
+        if self.expires_at.is_some_and(|expiry| now >= expiry) {
+            self.subscription = None;
+            return sse::token_expired();
         }
-    })
+        self.last_written = now;
+        sse::comment("heartbeat")
+    }
+}
+
+impl Stream for EventStream {
+    type Item = Result<Bytes, Infallible>;
+
+    fn poll_next(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        let this = &mut *self;
+        if let Some(preamble) = this.preamble.take() {
+            return Poll::Ready(Some(Ok(preamble)));
+        }
+        let Some(subscription) = &mut this.subscription else { return Poll::Ready(None) };
+        match subscription.poll_next(cx) {
+            Poll::Ready(Next::Frame(frame)) => {
+                this.last_written = Instant::now();
+                return Poll::Ready(Some(Ok(frame)));
+            }
+            Poll::Ready(Next::Closed(_)) => {
+                this.subscription = None;
+                return Poll::Ready(None);
+            }
+            Poll::Pending => {}
+        }
+        let wake_at = this.wake_at();
+        if this.timer.deadline() != wake_at {
+            this.timer.as_mut().reset(wake_at);
+        }
+        match this.timer.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Some(Ok(this.on_timer(Instant::now())))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
 }
 
 #[cfg(test)]

@@ -8,9 +8,10 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
-use tokio::sync::Notify;
+use futures::task::AtomicWaker;
 
 use super::lock;
 use super::types::DisconnectReason;
@@ -20,7 +21,9 @@ use super::types::DisconnectReason;
 #[derive(Debug)]
 pub(crate) struct Subscriber {
     queue: Mutex<Queue>,
-    ready: Notify,
+    /// The one reader's waker (a connection has exactly one writer), polled rather
+    /// than awaited so the response body needs no future of its own per frame.
+    ready: AtomicWaker,
 }
 
 #[derive(Debug)]
@@ -59,7 +62,7 @@ impl Subscriber {
                 capacity: capacity.max(1),
                 closed: None,
             }),
-            ready: Notify::new(),
+            ready: AtomicWaker::new(),
         }
     }
 
@@ -78,7 +81,7 @@ impl Subscriber {
             Offer::Queued
         };
         drop(queue);
-        self.ready.notify_one();
+        self.ready.wake();
         offer
     }
 
@@ -95,7 +98,7 @@ impl Subscriber {
         }
         queue.closed = Some(reason);
         drop(queue);
-        self.ready.notify_one();
+        self.ready.wake();
         true
     }
 
@@ -104,22 +107,28 @@ impl Subscriber {
         lock(&self.queue).closed
     }
 
-    /// Waits for the next frame and its seq, or for the end of the stream.
-    async fn next(&self) -> Result<(u64, Bytes), DisconnectReason> {
-        loop {
-            {
-                let mut queue = lock(&self.queue);
-                if let Some(frame) = queue.frames.pop_front() {
-                    return Ok(frame);
-                }
-                if let Some(reason) = queue.closed {
-                    return Err(reason);
-                }
-            }
-            // `notify_one` stores a permit when nobody waits, so a frame offered
-            // between the check above and this await is not missed.
-            self.ready.notified().await;
+    /// The next frame and its seq, or the end of the stream; `Pending` (with the
+    /// reader woken on the next offer or close) while the queue is empty.
+    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Result<(u64, Bytes), DisconnectReason>> {
+        if let Some(next) = self.try_next() {
+            return Poll::Ready(next);
         }
+        self.ready.register(cx.waker());
+        // Checked again after registering, so that an offer made in between is seen.
+        self.try_next().map_or(Poll::Pending, Poll::Ready)
+    }
+
+    fn try_next(&self) -> Option<Result<(u64, Bytes), DisconnectReason>> {
+        let mut queue = lock(&self.queue);
+        match queue.frames.pop_front() {
+            Some(frame) => Some(Ok(frame)),
+            None => queue.closed.map(Err),
+        }
+    }
+
+    #[cfg(test)]
+    async fn next(&self) -> Result<(u64, Bytes), DisconnectReason> {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
     }
 }
 
@@ -168,14 +177,20 @@ impl Subscription {
 
     /// The next frame to write, replayed history first; or the end of the stream.
     pub async fn next(&mut self) -> Next {
+        std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+
+    /// [`Subscription::next`] for hand-written streams: `Pending` until there is a
+    /// frame or the end, with the task woken then.
+    pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Next> {
         if let Some(frame) = self.replay.pop_front() {
-            return Next::Frame(frame);
+            return Poll::Ready(Next::Frame(frame));
         }
         loop {
-            match self.subscriber.next().await {
+            match std::task::ready!(self.subscriber.poll_next(cx)) {
                 Ok((seq, _)) if self.replayed_through.is_some_and(|through| seq <= through) => {}
-                Ok((_, frame)) => return Next::Frame(frame),
-                Err(reason) => return Next::Closed(reason),
+                Ok((_, frame)) => return Poll::Ready(Next::Frame(frame)),
+                Err(reason) => return Poll::Ready(Next::Closed(reason)),
             }
         }
     }
@@ -251,6 +266,22 @@ mod tests {
         tokio::task::yield_now().await;
         subscriber.offer(1, &frame("x"));
         assert_eq!(reader.await.unwrap(), Ok((1, frame("x"))));
+    }
+
+    #[tokio::test]
+    async fn a_reader_that_only_looked_in_passing_is_still_woken_when_it_waits() {
+        use futures::FutureExt;
+        let subscriber = Arc::new(Subscriber::new(2));
+        // As the direct writer does when it gathers a batch: a poll that will not wait.
+        assert_eq!(subscriber.next().now_or_never(), None);
+        let reader = tokio::spawn({
+            let subscriber = subscriber.clone();
+            async move { subscriber.next().await }
+        });
+        tokio::task::yield_now().await;
+        subscriber.offer(1, &frame("x"));
+        let woken = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await;
+        assert_eq!(woken.expect("the reader was woken").unwrap(), Ok((1, frame("x"))));
     }
 
     #[tokio::test]
