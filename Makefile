@@ -9,7 +9,7 @@ run:
 test:
 	bash scripts/test.sh
 
-## Fuzz push requests and the encoder (FUZZ_SECONDS per target, default 60).
+## Fuzz push requests, the encoder and raw connections (FUZZ_SECONDS per target, default 60).
 fuzz: setup
 	bash scripts/fuzz.sh
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Fuzzes the push-request handling and the SSE encoder with cargo fuzz (libFuzzer),
-# FUZZ_SECONDS per target (default 60), starting from the checked-in corpus in
-# fuzz/corpus/. A crash fails the run and leaves its input in fuzz/artifacts/.
+# Fuzzes the push-request handling, the SSE encoder and whole connections with cargo
+# fuzz (libFuzzer), FUZZ_SECONDS per target (default 60), starting from the checked-in
+# corpus in fuzz/corpus/. A crash fails the run and leaves its input in fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
@@ -15,7 +15,7 @@ export CARGO_TARGET_DIR="${HERALD_FUZZ_TARGET_DIR:-$(dirname "$CARGO_TARGET_DIR"
 log=$(mktemp)
 new_inputs=$(mktemp -d)
 trap 'rm -rf "$log" "$new_inputs"' EXIT
-for target in push_request encoder; do
+for target in push_request encoder connection; do
   echo "fuzz: $target for $seconds s"
   # New inputs go to a scratch directory; the checked-in corpus is only read.
   mkdir -p "$new_inputs/$target"

@@ -1,0 +1,75 @@
+//! Any bytes a client sends on a connection — a request head, a body, several
+//! pipelined requests, or garbage — are served by the real server over a real socket
+//! without a panic: the server answers with HTTP/1.x (never a 500) or closes, and it
+//! closes once the client has finished sending. Covers the direct path's own request
+//! reading (heads, `Content-Length` bodies, keep-alive) and the hand-over to hyper.
+
+#![no_main]
+
+use std::io::{Read, Write};
+use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use clap::Parser;
+use libfuzzer_sys::fuzz_target;
+
+/// The server, on a runtime of its own, for the whole fuzzing run.
+struct Harness {
+    _runtime: tokio::runtime::Runtime,
+    addr: SocketAddr,
+}
+
+fn harness() -> &'static Harness {
+    static HARNESS: OnceLock<Harness> = OnceLock::new();
+    HARNESS.get_or_init(|| {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let addr = runtime.block_on(async {
+            let config = herald::Config::parse_from([
+                "herald",
+                "--push-rate",
+                "1000000000",
+                "--max-connections-per-ip",
+                "1000000",
+            ]);
+            let listener = herald::net::bind("127.0.0.1:0".parse().unwrap()).unwrap();
+            let addr = listener.local_addr().unwrap();
+            let state = herald::AppState::new(config).expect("a hub");
+            tokio::spawn(herald::server::serve(listener, state, std::future::pending()));
+            addr
+        });
+        Harness { _runtime: runtime, addr }
+    })
+}
+
+fuzz_target!(|input: &[u8]| {
+    let mut socket = TcpStream::connect(harness().addr).expect("connect");
+    socket.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    // The server may close before taking everything (a refused head): not a failure.
+    let _ = socket.write_all(input);
+    let _ = socket.shutdown(Shutdown::Write);
+    let mut answer = Vec::new();
+    if let Err(error) = socket.read_to_end(&mut answer) {
+        assert!(
+            error.kind() != std::io::ErrorKind::WouldBlock
+                && error.kind() != std::io::ErrorKind::TimedOut,
+            "the server kept the connection open after the client finished: {:?}",
+            String::from_utf8_lossy(input)
+        );
+    }
+    if answer.is_empty() {
+        return;
+    }
+    let status_line = answer.split(|&byte| byte == b'\r').next().unwrap_or_default();
+    let status_line = String::from_utf8_lossy(status_line);
+    let code = status_line
+        .strip_prefix("HTTP/1.1 ")
+        .or_else(|| status_line.strip_prefix("HTTP/1.0 "))
+        .and_then(|rest| rest.get(..3))
+        .unwrap_or_else(|| panic!("not an HTTP/1 answer: {status_line:?}"));
+    assert_ne!(code, "500", "for {:?}", String::from_utf8_lossy(input));
+});
