@@ -57,10 +57,12 @@ if [ -n "${BENCH_RUNS:-}" ]; then # e.g. BENCH_RUNS="hold 1000;broadcast 1000 20
 elif [ "${BENCH_SMOKE:-0}" = 1 ]; then
   runs=("hold 200" "unicast 200 200 500" "broadcast 200 20")
 else
+  # Unicast: 10 000 pushes, so that p99 rests on 100 samples. Broadcast back to back,
+  # then paced: well below both hubs' limits, and at about the most nchan sustains.
   runs=("hold 1000" "hold 10000" "hold $max_hold"
-        "unicast 1000 5000 1000" "unicast 10000 5000 1000"
+        "unicast 1000 10000 1000" "unicast 10000 10000 1000"
         "broadcast 1000 500" "broadcast 10000 100"
-        "broadcast 1000 200 40" "broadcast 10000 40 4")
+        "broadcast 1000 200 40" "broadcast 10000 40 4" "broadcast 10000 70 7")
 fi
 
 net=0
