@@ -1,6 +1,9 @@
 """Prints herald-bench results (one JSON object per line) as a side-by-side table of
-Herald and nchan, with Herald's figure over nchan's."""
+Herald and nchan, with Herald's figure over nchan's. A run repeated in rounds (the
+same label several times) shows each figure's median over the rounds and its range;
+losses are summed."""
 import json
+import statistics
 import sys
 
 COLUMNS = {
@@ -18,14 +21,33 @@ runs = {}
 for line in open(sys.argv[1]):
     if line.strip():
         result = json.loads(line)
-        runs.setdefault(result["label"], {})[result["target"]] = result
+        runs.setdefault(result["label"], {}).setdefault(result["target"], []).append(result)
+
+
+def median(results, key):
+    """The median over rounds; for losses, their total (no loss may hide in a median)."""
+    values = [r[key] for r in results if isinstance(r.get(key), (int, float))]
+    if not values:
+        return None
+    return sum(values) if key in ("lost", "duplicates") else statistics.median(values)
+
+
+def spread(results, key):
+    values = [r[key] for r in results if isinstance(r.get(key), (int, float))]
+    return f"{min(values):g}–{max(values):g}" if len(values) > 1 else ""
+
 
 print(f"{'run':<26} {'figure':<20} {'herald':>12} {'nchan':>12} {'herald/nchan':>13}")
 for label, by_target in runs.items():
-    herald, nchan = by_target.get("herald", {}), by_target.get("nchan", {})
-    for key, name, higher_is_better in COLUMNS[(herald or nchan)["scenario"]]:
-        h, n = herald.get(key), nchan.get(key)
-        ratio = f"{h / n:.2f}" if isinstance(h, (int, float)) and n else "-"
-        better = "higher is better" if higher_is_better else ""
+    herald, nchan = by_target.get("herald", []), by_target.get("nchan", [])
+    rounds = max(len(herald), len(nchan))
+    scenario = (herald or nchan)[0]["scenario"]
+    for key, name, higher_is_better in COLUMNS[scenario]:
+        h, n = median(herald, key), median(nchan, key)
+        ratio = f"{h / n:.2f}" if h is not None and n else "-"
+        notes = ["higher is better"] if higher_is_better else []
+        if rounds > 1:
+            notes.append(f"median of {rounds} rounds; herald {spread(herald, key)}, "
+                         f"nchan {spread(nchan, key)}")
         print(f"{label:<26} {name:<20} {h if h is not None else '-':>12} "
-              f"{n if n is not None else '-':>12} {ratio:>13}  {better}")
+              f"{n if n is not None else '-':>12} {ratio:>13}  {'; '.join(notes)}")
