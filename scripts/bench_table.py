@@ -46,7 +46,9 @@ for label, by_target in runs.items():
         h, n = median(herald, key), median(nchan, key)
         ratio = f"{h / n:.2f}" if h is not None and n else "-"
         notes = ["higher is better"] if higher_is_better else []
-        if rounds > 1:
+        if rounds > 1 and key in ("lost", "duplicates"):
+            notes.append(f"total of {rounds} rounds")
+        elif rounds > 1:
             notes.append(f"median of {rounds} rounds; herald {spread(herald, key)}, "
                          f"nchan {spread(nchan, key)}")
         print(f"{label:<26} {name:<20} {h if h is not None else '-':>12} "
