@@ -42,19 +42,22 @@ pub enum Limit {
     Size,
     /// A connection that did not send its request headers in time (closed).
     HeaderTimeout,
+    /// A small request body, read whole, that did not arrive in time (408, closed).
+    BodyTimeout,
     /// A peer that took no data within the write timeout (closed).
     WriteTimeout,
 }
 
 impl Limit {
     /// Every limit, for metrics.
-    pub const ALL: [Limit; 7] = [
+    pub const ALL: [Limit; 8] = [
         Self::Connections,
         Self::ConnectionsPerAddress,
         Self::PushRate,
         Self::Topics,
         Self::Size,
         Self::HeaderTimeout,
+        Self::BodyTimeout,
         Self::WriteTimeout,
     ];
 
@@ -67,6 +70,7 @@ impl Limit {
             Self::Topics => "topics",
             Self::Size => "size",
             Self::HeaderTimeout => "header_timeout",
+            Self::BodyTimeout => "body_timeout",
             Self::WriteTimeout => "write_timeout",
         }
     }

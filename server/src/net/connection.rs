@@ -95,6 +95,7 @@ async fn read_request(io: &mut GuardedStream, unread: &mut Vec<u8>, peer: PeerAd
         Ok(Ok(())) => {}
         Ok(Err(_)) => return NextRequest::Gone,
         Err(_) => {
+            io.count_body_timeout();
             // Best effort: the client is being dropped either way.
             let _ = io.write_all(&body_timed_out()).await;
             return NextRequest::Gone;

@@ -46,6 +46,11 @@ impl GuardedStream {
         self.guards.header_timeout
     }
 
+    /// Counts a request whose body did not arrive within [`Self::header_timeout`].
+    pub(super) fn count_body_timeout(&self) {
+        self.metrics.limited(Limit::BodyTimeout);
+    }
+
     /// Waits until the peer sends something or hangs up, without reading it (so
     /// without a buffer); fails as a read would once the header deadline has passed.
     pub(super) async fn readable(&mut self) -> io::Result<()> {

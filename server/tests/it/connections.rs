@@ -290,6 +290,9 @@ async fn a_push_whose_body_stops_short_is_answered_408_and_closed() {
     let error: serde_json::Value = serde_json::from_str(body).expect("a JSON error");
     assert!(error["error"].as_str().unwrap().contains("did not arrive"), "{error}");
     assert_eq!(server.get("/healthz").await.0, 200, "others are served");
+    let metrics = server.http.get(server.url("/metrics")).send().await.unwrap();
+    let metrics = metrics.text().await.unwrap();
+    assert!(metrics.contains("herald_limited_total{limit=\"body_timeout\"} 1\n"), "{metrics}");
 }
 
 #[tokio::test]
