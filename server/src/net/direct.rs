@@ -50,7 +50,7 @@ const MAX_UNREAD: usize = 16 * 1024;
 
 /// The largest request body read whole here; a larger one (a push near the message
 /// limit, say) goes to hyper, which streams it into the router's body limit.
-pub(super) const MAX_DIRECT_BODY: usize = 64 * 1024;
+const MAX_DIRECT_BODY: usize = 64 * 1024;
 
 /// What the bytes read so far hold.
 pub(super) enum Head {

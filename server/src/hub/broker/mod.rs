@@ -86,7 +86,17 @@ impl Broker {
         frame_without_id: Bytes,
     ) -> Result<Accepted, Unavailable> {
         match self {
-            Self::Memory(broker) => Ok(broker.publish(target, &frame_without_id)),
+            Self::Memory(broker) => {
+                let accepted = broker.publish(target, &frame_without_id);
+                if (1..=super::WRITE_BEFORE_ANSWER).contains(&accepted.delivered) {
+                    // The writers just woken are first in this worker's queue; one yield
+                    // lets them write. Measured at 10k connections: push -> frame on the
+                    // wire p50 about 92 -> 70 us. For a broadcast, one yield would let
+                    // only some writers run.
+                    tokio::task::yield_now().await;
+                }
+                Ok(accepted)
+            }
             Self::Redis(broker) => broker.publish(target, &frame_without_id).await,
         }
     }
