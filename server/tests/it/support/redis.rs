@@ -24,7 +24,7 @@ impl RedisServer {
     /// Starts one on a free loopback port and waits until it answers `PING`.
     pub async fn start() -> Self {
         for _ in 0..5 {
-            let port = free_port();
+            let port = free_port_outside_ephemeral_range();
             let dir =
                 std::env::temp_dir().join(format!("herald-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("a directory for redis-server");
@@ -100,6 +100,29 @@ impl Drop for RedisServer {
 pub fn unique_prefix(test: &str) -> String {
     static NEXT: AtomicU64 = AtomicU64::new(0);
     format!("t{}-{}-{test}", std::process::id(), NEXT.fetch_add(1, Ordering::Relaxed))
+}
+
+/// A free loopback port below the kernel's ephemeral range, for a server that is
+/// stopped and started again on the same port. While it is down, nothing else may take
+/// the port: a port from the ephemeral range can be picked as the source port of any
+/// outgoing connection — even a Herald node's own reconnect to it, which then connects
+/// to itself (TCP simultaneous open) and holds the port for good.
+fn free_port_outside_ephemeral_range() -> u16 {
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    const LOWEST: u64 = 10_000;
+    let ephemeral_start = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|range| range.split_whitespace().next()?.parse::<u64>().ok())
+        .unwrap_or(32_768);
+    let span = ephemeral_start.saturating_sub(LOWEST).max(1);
+    // Parallel test processes start from different places in the span.
+    let start =
+        u64::from(std::process::id()) * 7_919 + NEXT.fetch_add(1, Ordering::Relaxed) * 104_729;
+    (0..span)
+        .map(|step| LOWEST + (start + step) % span)
+        .filter_map(|port| u16::try_from(port).ok())
+        .find(|&port| TcpListener::bind(("127.0.0.1", port)).is_ok())
+        .unwrap_or_else(free_port)
 }
 
 /// A loopback port nobody listens on right now.
