@@ -72,13 +72,22 @@ impl ConnectionLimits {
     }
 }
 
+/// Who a push's allowance is counted against.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Publisher {
+    /// The publish key it presented (its position in the configuration).
+    Key(usize),
+    /// Its address, when no keys are configured.
+    Address(IpAddr),
+}
+
 /// Pushes per second per publisher: a token bucket each, refilled at `per_second`
 /// and holding at most `burst`.
 #[derive(Debug)]
 pub struct PushRate {
     per_second: f64,
     burst: f64,
-    buckets: Mutex<HashMap<String, Bucket>>,
+    buckets: Mutex<HashMap<Publisher, Bucket>>,
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -104,15 +113,14 @@ impl PushRate {
     ///
     /// # Errors
     /// How long until the next push would be allowed.
-    pub fn take(&self, publisher: &str) -> Result<(), Duration> {
+    pub fn take(&self, publisher: Publisher) -> Result<(), Duration> {
         let now = Instant::now();
         let mut buckets = lock(&self.buckets);
         if buckets.len() >= BUCKETS_BEFORE_PRUNING {
             self.prune(&mut buckets, now);
         }
-        let bucket = buckets
-            .entry(publisher.to_owned())
-            .or_insert(Bucket { tokens: self.burst, updated: now });
+        let bucket =
+            buckets.entry(publisher).or_insert(Bucket { tokens: self.burst, updated: now });
         bucket.tokens = self.refilled(bucket, now);
         bucket.updated = now;
         if bucket.tokens >= 1.0 {
@@ -129,7 +137,7 @@ impl PushRate {
     }
 
     /// Forgets publishers whose bucket has filled up again: they are as if new.
-    fn prune(&self, buckets: &mut HashMap<String, Bucket>, now: Instant) {
+    fn prune(&self, buckets: &mut HashMap<Publisher, Bucket>, now: Instant) {
         buckets.retain(|_, bucket| self.refilled(bucket, now) < self.burst);
     }
 }
@@ -155,11 +163,12 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn pushes_are_limited_per_publisher_and_refill_over_time() {
         let rate = PushRate::new(10, 2);
-        assert!(rate.take("a").is_ok() && rate.take("a").is_ok());
-        let wait = rate.take("a").unwrap_err();
+        let (a, b) = (Publisher::Key(0), Publisher::Address("127.0.0.1".parse().unwrap()));
+        assert!(rate.take(a).is_ok() && rate.take(a).is_ok());
+        let wait = rate.take(a).unwrap_err();
         assert_eq!(wait, Duration::from_millis(100));
-        assert!(rate.take("b").is_ok(), "another publisher has its own allowance");
+        assert!(rate.take(b).is_ok(), "another publisher has its own allowance");
         tokio::time::advance(wait).await;
-        assert!(rate.take("a").is_ok());
+        assert!(rate.take(a).is_ok());
     }
 }

@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Response};
 use crate::auth::{self, Refusal};
 use crate::error::ApiError;
 use crate::hub::Subscription;
-use crate::limits::ConnectionPermit;
+use crate::limits::{ConnectionPermit, Publisher};
 use crate::metrics::Limit;
 use crate::sse;
 use crate::state::AppState;
@@ -36,9 +36,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(ops::routes())
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
-        .layer(middleware::from_fn_with_state(state.clone(), check_publisher))
-        .layer(middleware::from_fn_with_state(state.clone(), count_oversize))
-        .layer(middleware::from_fn_with_state(state.clone(), refuse_while_shutting_down));
+        .layer(middleware::from_fn_with_state(state.clone(), gate));
     // Outermost, so that preflight requests are answered before any check.
     match state.cors.clone() {
         Some(cors) => router.layer(cors),
@@ -56,45 +54,25 @@ pub fn is_event_stream(path: &str) -> bool {
             .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// Writes and the presence list need a publish key when keys are configured, and
-/// each publisher (its key, or its address without keys) gets `--push-rate` pushes
-/// per second.
-async fn check_publisher(
+/// The checks every API request passes. A node shutting down answers 503, so load
+/// balancers and clients move on; writes need a publish key when keys are configured
+/// and get `--push-rate` pushes per second per publisher; refusals for size (the body
+/// limit answers before any handler) are counted.
+///
+/// One middleware, not one per check: per request, every `from_fn` layer clones the
+/// whole chain of services below it, and that was a quarter of a push's allocations.
+async fn gate(
     State(state): State<AppState>,
     Peer(address): Peer,
     request: Request,
     next: Next,
 ) -> Response {
-    if !auth::needs_publish_key(request.method(), request.uri().path()) {
-        return next.run(request).await;
+    if state.hub.is_shutting_down() {
+        return ApiError::ShuttingDown.into_response();
     }
-    let key = match state.publish_keys.check(request.headers()) {
-        Ok(key) => key,
-        Err(Refusal::Missing) => {
-            let text = "a publish key is required: send Authorization: Bearer <key>";
-            return ApiError::Unauthorized(text.to_owned()).into_response();
-        }
-        Err(Refusal::Wrong) => {
-            return ApiError::Forbidden("this publish key is not accepted".to_owned())
-                .into_response();
-        }
-    };
-    if request.uri().path() == "/push" {
-        let publisher = key.map_or_else(|| address.to_string(), |key| format!("key #{key}"));
-        if let Err(wait) = state.push_rate.take(&publisher) {
-            state.hub.metrics().limited(Limit::PushRate);
-            return ApiError::TooManyRequests(format!(
-                "more than {} pushes per second from this publisher; retry later",
-                state.config.push_rate
-            ))
-            .with_retry_after(wait);
-        }
+    if let Err(refusal) = check_publisher(&state, address, &request) {
+        return refusal;
     }
-    next.run(request).await
-}
-
-/// Counts requests refused for their size (the body limit answers before any handler).
-async fn count_oversize(State(state): State<AppState>, request: Request, next: Next) -> Response {
     let response = next.run(request).await;
     if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         state.hub.metrics().limited(Limit::Size);
@@ -102,16 +80,35 @@ async fn count_oversize(State(state): State<AppState>, request: Request, next: N
     response
 }
 
-/// Answers 503 once the node is shutting down, so load balancers and clients move on.
-async fn refuse_while_shutting_down(
-    State(state): State<AppState>,
-    request: Request,
-    next: Next,
-) -> Response {
-    if state.hub.is_shutting_down() {
-        return ApiError::ShuttingDown.into_response();
+/// Whether `request` may go on: its publish key, where one is needed, and for a push
+/// its publisher's allowance (its key, or its address without keys).
+fn check_publisher(
+    state: &AppState,
+    address: std::net::IpAddr,
+    request: &Request,
+) -> Result<(), Response> {
+    if !auth::needs_publish_key(request.method(), request.uri().path()) {
+        return Ok(());
     }
-    next.run(request).await
+    let key = state.publish_keys.check(request.headers()).map_err(|refusal| match refusal {
+        Refusal::Missing => ApiError::Unauthorized(
+            "a publish key is required: send Authorization: Bearer <key>".to_owned(),
+        ),
+        Refusal::Wrong => ApiError::Forbidden("this publish key is not accepted".to_owned()),
+    });
+    let key = key.map_err(IntoResponse::into_response)?;
+    if request.uri().path() == "/push" {
+        let publisher = key.map_or(Publisher::Address(address), Publisher::Key);
+        if let Err(wait) = state.push_rate.take(publisher) {
+            state.hub.metrics().limited(Limit::PushRate);
+            return Err(ApiError::TooManyRequests(format!(
+                "more than {} pushes per second from this publisher; retry later",
+                state.config.push_rate
+            ))
+            .with_retry_after(wait));
+        }
+    }
+    Ok(())
 }
 
 /// An event-stream response for `subscription`, with the headers that keep proxies
