@@ -70,7 +70,7 @@ async fn gate(
     if state.hub.is_shutting_down() {
         return ApiError::ShuttingDown.into_response();
     }
-    if let Err(refusal) = check_publisher(&state, address, &request) {
+    if let Some(refusal) = refuse_publisher(&state, address, &request) {
         return refusal;
     }
     let response = next.run(request).await;
@@ -80,35 +80,41 @@ async fn gate(
     response
 }
 
-/// Whether `request` may go on: its publish key, where one is needed, and for a push
-/// its publisher's allowance (its key, or its address without keys).
-fn check_publisher(
+/// The answer refusing `request`, if its publish key (where one is needed) or, for a
+/// push, its publisher's allowance (its key, or its address without keys) says no.
+fn refuse_publisher(
     state: &AppState,
     address: std::net::IpAddr,
     request: &Request,
-) -> Result<(), Response> {
+) -> Option<Response> {
     if !auth::needs_publish_key(request.method(), request.uri().path()) {
-        return Ok(());
+        return None;
     }
-    let key = state.publish_keys.check(request.headers()).map_err(|refusal| match refusal {
-        Refusal::Missing => ApiError::Unauthorized(
-            "a publish key is required: send Authorization: Bearer <key>".to_owned(),
-        ),
-        Refusal::Wrong => ApiError::Forbidden("this publish key is not accepted".to_owned()),
-    });
-    let key = key.map_err(IntoResponse::into_response)?;
+    let key = match state.publish_keys.check(request.headers()) {
+        Ok(key) => key,
+        Err(Refusal::Missing) => {
+            let text = "a publish key is required: send Authorization: Bearer <key>";
+            return Some(ApiError::Unauthorized(text.to_owned()).into_response());
+        }
+        Err(Refusal::Wrong) => {
+            let text = "this publish key is not accepted";
+            return Some(ApiError::Forbidden(text.to_owned()).into_response());
+        }
+    };
     if request.uri().path() == "/push" {
         let publisher = key.map_or(Publisher::Address(address), Publisher::Key);
         if let Err(wait) = state.push_rate.take(publisher) {
             state.hub.metrics().limited(Limit::PushRate);
-            return Err(ApiError::TooManyRequests(format!(
-                "more than {} pushes per second from this publisher; retry later",
-                state.config.push_rate
-            ))
-            .with_retry_after(wait));
+            return Some(
+                ApiError::TooManyRequests(format!(
+                    "more than {} pushes per second from this publisher; retry later",
+                    state.config.push_rate
+                ))
+                .with_retry_after(wait),
+            );
         }
     }
-    Ok(())
+    None
 }
 
 /// An event-stream response for `subscription`, with the headers that keep proxies
