@@ -4,6 +4,7 @@
 pub mod cors;
 mod extract;
 mod jobs;
+mod message;
 mod ops;
 mod presence;
 mod push;

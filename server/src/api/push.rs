@@ -4,11 +4,11 @@ use axum::extract::State;
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use super::extract::JsonOrForm;
+use super::message::Message;
 use crate::error::ApiError;
-use crate::hub::types::{EventName, Payload, Target};
+use crate::hub::types::{EventName, Target};
 use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -22,7 +22,7 @@ struct PushRequest {
     client_id: Option<String>,
     topic: Option<String>,
     broadcast: Option<bool>,
-    message: Option<Value>,
+    message: Option<Message>,
     event: Option<String>,
 }
 
@@ -38,10 +38,9 @@ async fn push(
 ) -> Result<Json<PushResponse>, ApiError> {
     let target = request.target()?;
     let event = request.event.as_deref().map(EventName::for_push).transpose()?;
-    let message = request.message.ok_or_else(|| {
+    let Message(payload) = request.message.ok_or_else(|| {
         ApiError::BadRequest("message is required: a string or any JSON value".to_owned())
     })?;
-    let payload = Payload::from(message);
     let limit = state.config.max_message_bytes as usize;
     if payload.len() > limit {
         return Err(ApiError::PayloadTooLarge(format!(

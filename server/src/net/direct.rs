@@ -22,7 +22,7 @@
 //! when the body's size is known, otherwise chunked (to an HTTP/1.0 client:
 //! delimited by closing the connection).
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, Write as _};
 use std::time::SystemTime;
 
 use axum::Router;
@@ -245,10 +245,11 @@ fn response_head(parts: &response::Parts, framing: Framing, reuse: Reuse) -> Vec
         }
         put_header(&mut head, name.as_str(), value.as_bytes());
     }
-    put_header(&mut head, "date", httpdate::fmt_http_date(SystemTime::now()).as_bytes());
+    // Formatted in place: a response allocates its head and nothing else.
+    let _ = write!(head, "date: {}\r\n", httpdate::HttpDate::from(SystemTime::now()));
     match framing {
         Framing::Length(size) => {
-            put_header(&mut head, "content-length", size.to_string().as_bytes())
+            let _ = write!(head, "content-length: {size}\r\n");
         }
         Framing::Chunked => put_header(&mut head, "transfer-encoding", b"chunked"),
         Framing::Empty | Framing::UntilClose => {}
