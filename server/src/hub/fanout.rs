@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::lock;
 use super::registry::{ClientPresence, ConnId, Registry};
-use super::subscriber::{Offer, Subscriber};
+use super::subscriber::{Offer, Reached, Subscriber};
 use super::types::{ClientId, DisconnectReason, Position, Target, Topic};
 use crate::metrics::Metrics;
 
@@ -93,7 +93,8 @@ impl Fanout {
     /// Offers `message` to every connection it targets; returns how many took it.
     /// Connections whose queue overflowed are cut off as slow here, not when their
     /// stream is next polled: a stalled socket may not be polled for a long time.
-    pub(crate) fn deliver(&self, message: &Message) -> usize {
+    /// The connections it was queued for are noted in `reached`, when given.
+    pub(crate) fn deliver(&self, message: &Message, mut reached: Option<&mut Reached>) -> usize {
         let mut state = lock(&self.state);
         if state.head.as_ref().is_none_or(|head| {
             head.epoch != message.position.epoch || head.seq < message.position.seq
@@ -105,7 +106,12 @@ impl Fanout {
         let seq = message.position.seq;
         state.registry.for_each_target(&message.target, |conn, subscriber| {
             match subscriber.offer(seq, &message.frame) {
-                Offer::Queued => delivered += 1,
+                Offer::Queued => {
+                    delivered += 1;
+                    if let Some(reached) = reached.as_deref_mut() {
+                        reached.note(subscriber);
+                    }
+                }
                 Offer::Overflowed => overflowed.push(conn),
                 Offer::Closed => {}
             }

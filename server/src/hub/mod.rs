@@ -141,8 +141,9 @@ pub struct HealthReport {
     pub connections: i64,
 }
 
-/// A message the memory broker delivered to at most this many connections lets their
-/// writers run before [`Hub::publish`] returns, so before its publisher is answered.
+/// A message the memory broker delivered to at most this many connections waits for
+/// their writers to take it before [`Hub::publish`] returns, so before its publisher
+/// is answered.
 pub const WRITE_BEFORE_ANSWER: usize = 16;
 
 /// A handle to the hub. Clones share the same state.
@@ -225,12 +226,13 @@ impl Hub {
     /// Sends a message to its target's live connections, on every node.
     ///
     /// With the memory broker, when it reached at most [`WRITE_BEFORE_ANSWER`]
-    /// connections, their writers run before this returns, so the message is on the
-    /// wire before its publisher is answered (as in nchan, whose publish writes to
-    /// subscribers itself); a larger fan-out returns as soon as the message is queued
-    /// for every connection. A writer whose peer is not reading leaves the message
-    /// queued: nothing here waits for it. (With Redis, this node's connections get the
-    /// message from the subscription, after the publish.)
+    /// connections, this returns once their writers took it (they run first, woken on
+    /// this worker), so the message is on the wire before its publisher is answered
+    /// (as in nchan, whose publish writes to subscribers itself); a larger fan-out
+    /// returns as soon as the message is queued for every connection. A writer whose
+    /// peer is not reading takes nothing: the wait for it ends after 2 ms and the
+    /// message stays queued. (With Redis, this node's connections get the message from
+    /// the subscription, after the publish.)
     ///
     /// # Errors
     /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called;

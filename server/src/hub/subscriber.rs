@@ -8,7 +8,7 @@
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 use futures::task::AtomicWaker;
@@ -32,6 +32,38 @@ struct Queue {
     frames: VecDeque<(u64, Bytes)>,
     capacity: usize,
     closed: Option<DisconnectReason>,
+    /// Publishers waiting for their frame to leave the queue ([`Subscriber::poll_taken`]).
+    takers: Takers,
+}
+
+/// Wakers of publishers waiting on a queue: almost always one, held inline so that a
+/// quiet connection keeps no allocation for them.
+#[derive(Debug, Default)]
+struct Takers {
+    first: Option<Waker>,
+    more: Vec<Waker>,
+}
+
+impl Takers {
+    fn add(&mut self, waker: &Waker) {
+        let known = |held: &Waker| held.will_wake(waker);
+        if self.first.as_ref().is_some_and(known) || self.more.iter().any(known) {
+            return;
+        }
+        match &self.first {
+            None => self.first = Some(waker.clone()),
+            Some(_) => self.more.push(waker.clone()),
+        }
+    }
+
+    fn wake_all(&mut self) {
+        if let Some(first) = self.first.take() {
+            first.wake();
+        }
+        if !self.more.is_empty() {
+            std::mem::take(&mut self.more).into_iter().for_each(Waker::wake);
+        }
+    }
 }
 
 /// What became of a frame offered to a subscriber.
@@ -61,6 +93,7 @@ impl Subscriber {
                 frames: VecDeque::new(),
                 capacity: capacity.max(1),
                 closed: None,
+                takers: Takers::default(),
             }),
             ready: AtomicWaker::new(),
         }
@@ -97,6 +130,7 @@ impl Subscriber {
             queue.frames = VecDeque::new();
         }
         queue.closed = Some(reason);
+        queue.takers.wake_all();
         drop(queue);
         self.ready.wake();
         true
@@ -121,14 +155,71 @@ impl Subscriber {
     fn try_next(&self) -> Option<Result<(u64, Bytes), DisconnectReason>> {
         let mut queue = lock(&self.queue);
         match queue.frames.pop_front() {
-            Some(frame) => Some(Ok(frame)),
+            Some(frame) => {
+                // Woken here, by the writer: a task woken by the task running goes
+                // first in this worker's queue, with no other worker disturbed.
+                queue.takers.wake_all();
+                Some(Ok(frame))
+            }
             None => queue.closed.map(Err),
         }
+    }
+
+    /// Whether the frame of message `seq` has left the queue (taken by the writer, or
+    /// dropped with the stream); if not, `cx` is woken when a frame is taken or the
+    /// stream closes.
+    pub(crate) fn poll_taken(&self, seq: u64, cx: &mut Context<'_>) -> Poll<()> {
+        let mut queue = lock(&self.queue);
+        if !queue.frames.iter().any(|(queued, _)| *queued == seq) {
+            return Poll::Ready(());
+        }
+        queue.takers.add(cx.waker());
+        Poll::Pending
     }
 
     #[cfg(test)]
     async fn next(&self) -> Result<(u64, Bytes), DisconnectReason> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
+    }
+}
+
+/// The first few connections a message was queued for, so that its publisher can wait
+/// for their writers to take it ([`Reached::taken`]). Holds no more than
+/// [`WRITE_BEFORE_ANSWER`](super::WRITE_BEFORE_ANSWER), on the stack.
+#[derive(Debug, Default)]
+pub(crate) struct Reached {
+    subscribers: [Option<Arc<Subscriber>>; super::WRITE_BEFORE_ANSWER],
+    count: usize,
+}
+
+impl Reached {
+    /// Notes one more connection the message was queued for.
+    pub(crate) fn note(&mut self, subscriber: &Arc<Subscriber>) {
+        if let Some(slot) = self.subscribers.get_mut(self.count) {
+            *slot = Some(subscriber.clone());
+        }
+        self.count += 1;
+    }
+
+    /// Whether every connection noted is one waited for (no more than fit).
+    pub(crate) fn all_held(&self) -> bool {
+        self.count <= self.subscribers.len()
+    }
+
+    /// Resolves once the writers of the connections noted took the frame of message
+    /// `seq` from their queues, or their streams closed. The caller bounds the wait: a
+    /// writer stuck on a full socket takes nothing until the socket drains.
+    pub(crate) async fn taken(&self, seq: u64) {
+        std::future::poll_fn(|cx| {
+            let mut all = Poll::Ready(());
+            for subscriber in self.subscribers.iter().flatten() {
+                if subscriber.poll_taken(seq, cx).is_pending() {
+                    all = Poll::Pending;
+                }
+            }
+            all
+        })
+        .await;
     }
 }
 
@@ -293,5 +384,40 @@ mod tests {
         let mut subscription = Subscription::new(replay, Some(4), subscriber, Box::new(|_| {}));
         assert_eq!(subscription.next().await, Next::Frame(frame("replayed 4")));
         assert_eq!(subscription.next().await, Next::Frame(frame("live 5")));
+    }
+
+    /// A publisher waiting on `subscriber` for message `seq`, on this test's runtime.
+    fn wait_for_taken(subscriber: &Arc<Subscriber>, seq: u64) -> tokio::task::JoinHandle<()> {
+        let mut reached = Reached::default();
+        reached.note(subscriber);
+        tokio::spawn(async move { reached.taken(seq).await })
+    }
+
+    #[tokio::test]
+    async fn a_publisher_waits_until_the_writer_took_its_frame() {
+        let subscriber = Arc::new(Subscriber::new(8));
+        subscriber.offer(6, &frame("older"));
+        subscriber.offer(7, &frame("mine"));
+        let waiting = wait_for_taken(&subscriber, 7);
+        tokio::task::yield_now().await;
+        subscriber.try_next();
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "only an older frame was taken");
+        subscriber.try_next();
+        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
+        assert!(wait_for_taken(&subscriber, 7).await.is_ok(), "taken already: no wait");
+    }
+
+    #[tokio::test]
+    async fn a_closed_stream_releases_waiting_publishers() {
+        let subscriber = Arc::new(Subscriber::new(8));
+        subscriber.offer(1, &frame("never written"));
+        let (first, second) = (wait_for_taken(&subscriber, 1), wait_for_taken(&subscriber, 1));
+        tokio::task::yield_now().await;
+        subscriber.close(DisconnectReason::Kicked);
+        for waiting in [first, second] {
+            let done = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+            done.unwrap().unwrap();
+        }
     }
 }

@@ -10,6 +10,7 @@ use crate::hub::fanout::{Fanout, Message};
 use crate::hub::history::{History, HistoryOptions};
 use crate::hub::lock;
 use crate::hub::registry::ClientPresence;
+use crate::hub::subscriber::Reached;
 use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
 use crate::sse;
 
@@ -44,14 +45,20 @@ impl MemoryBroker {
         broker
     }
 
-    pub(crate) fn publish(&self, target: &Target, frame_without_id: &[u8]) -> Accepted {
+    /// Queues the message for its connections, noting them in `reached`.
+    pub(crate) fn publish(
+        &self,
+        target: &Target,
+        frame_without_id: &[u8],
+        reached: &mut Reached,
+    ) -> Accepted {
         let mut state = lock(&self.state);
         state.last_seq += 1;
         let id = EventId { epoch: self.epoch.clone(), seq: state.last_seq, kind: target.kind() };
         let frame = sse::with_id(&id.to_string(), frame_without_id);
         state.history.append(id.seq, target, frame.clone());
         let message = Message { position: id.position(), target: target.clone(), frame };
-        let delivered = self.fanout.deliver(&message);
+        let delivered = self.fanout.deliver(&message, Some(reached));
         Accepted { id, delivered }
     }
 

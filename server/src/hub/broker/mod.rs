@@ -14,7 +14,12 @@ pub(crate) mod redis;
 use bytes::Bytes;
 
 use super::registry::ClientPresence;
+use super::subscriber::Reached;
 use super::types::{ClientId, EventId, Position, Target};
+
+/// The longest a publisher waits for the writers of a small fan-out to take its
+/// frame: a writer stuck on a full socket takes nothing until the client reads.
+const TAKEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The broker could not do what was asked; nothing was published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -87,13 +92,14 @@ impl Broker {
     ) -> Result<Accepted, Unavailable> {
         match self {
             Self::Memory(broker) => {
-                let accepted = broker.publish(target, &frame_without_id);
-                if (1..=super::WRITE_BEFORE_ANSWER).contains(&accepted.delivered) {
-                    // The writers just woken are first in this worker's queue; one yield
-                    // lets them write. Measured at 10k connections: push -> frame on the
-                    // wire p50 about 92 -> 70 us. For a broadcast, one yield would let
-                    // only some writers run.
-                    tokio::task::yield_now().await;
+                let mut reached = Reached::default();
+                let accepted = broker.publish(target, &frame_without_id, &mut reached);
+                if accepted.delivered > 0 && reached.all_held() {
+                    // The writers just woken are first in this worker's queue. Waiting
+                    // until they took the frame (not yielding: a yielded task makes
+                    // tokio wake the other worker) lets them write it before the answer.
+                    let taken = reached.taken(accepted.id.seq);
+                    let _ = tokio::time::timeout(TAKEN_WITHIN, taken).await;
                 }
                 Ok(accepted)
             }

@@ -308,7 +308,7 @@ impl RedisBroker {
     fn dispatch(&self, payload: &[u8]) {
         match BusMessage::parse(payload) {
             Some(BusMessage::Deliver(message)) => {
-                self.fanout.deliver(&message);
+                self.fanout.deliver(&message, None);
             }
             Some(BusMessage::Task { id, n, finished, frame }) => {
                 self.job_watchers.deliver(&id, n, finished, &frame);
