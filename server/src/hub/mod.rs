@@ -229,9 +229,9 @@ impl Hub {
     /// connections, this returns once their writers took it (they run first, woken on
     /// this worker), so the message is on the wire before its publisher is answered
     /// (as in nchan, whose publish writes to subscribers itself); a larger fan-out
-    /// returns as soon as the message is queued for every connection. A writer whose
-    /// peer is not reading takes nothing: the wait for it ends after 2 ms and the
-    /// message stays queued. (With Redis, this node's connections get the message from
+    /// returns as soon as the message is queued for every connection. Only writers
+    /// that were waiting on their queue are waited for (one busy on a socket its peer
+    /// is not reading would take nothing until the peer reads), and for 2 ms at most. (With Redis, this node's connections get the message from
     /// the subscription, after the publish.)
     ///
     /// # Errors

@@ -34,6 +34,9 @@ struct Queue {
     closed: Option<DisconnectReason>,
     /// Publishers waiting for their frame to leave the queue ([`Subscriber::poll_taken`]).
     takers: Takers,
+    /// The reader found the queue empty and waits on it: woken, it takes the next frame
+    /// at once. False while it is busy elsewhere (writing to a socket that is full, say).
+    reader_waiting: bool,
 }
 
 /// Wakers of publishers waiting on a queue: almost always one, held inline so that a
@@ -94,6 +97,7 @@ impl Subscriber {
                 capacity: capacity.max(1),
                 closed: None,
                 takers: Takers::default(),
+                reader_waiting: false,
             }),
             ready: AtomicWaker::new(),
         }
@@ -149,13 +153,20 @@ impl Subscriber {
         }
         self.ready.register(cx.waker());
         // Checked again after registering, so that an offer made in between is seen.
-        self.try_next().map_or(Poll::Pending, Poll::Ready)
+        let mut queue = lock(&self.queue);
+        let next = Self::take(&mut queue);
+        queue.reader_waiting = next.is_none();
+        next.map_or(Poll::Pending, Poll::Ready)
     }
 
     fn try_next(&self) -> Option<Result<(u64, Bytes), DisconnectReason>> {
-        let mut queue = lock(&self.queue);
+        Self::take(&mut lock(&self.queue))
+    }
+
+    fn take(queue: &mut Queue) -> Option<Result<(u64, Bytes), DisconnectReason>> {
         match queue.frames.pop_front() {
             Some(frame) => {
+                queue.reader_waiting = false;
                 // Woken here, by the writer: a task woken by the task running goes
                 // first in this worker's queue, with no other worker disturbed.
                 queue.takers.wake_all();
@@ -166,11 +177,13 @@ impl Subscriber {
     }
 
     /// Whether the frame of message `seq` has left the queue (taken by the writer, or
-    /// dropped with the stream); if not, `cx` is woken when a frame is taken or the
-    /// stream closes.
+    /// dropped with the stream), or is not worth waiting for: the reader was not
+    /// waiting on the queue, so it may not take anything soon (a writer stuck on a full
+    /// socket takes nothing until the client reads). If not, `cx` is woken when a frame
+    /// is taken or the stream closes.
     pub(crate) fn poll_taken(&self, seq: u64, cx: &mut Context<'_>) -> Poll<()> {
         let mut queue = lock(&self.queue);
-        if !queue.frames.iter().any(|(queued, _)| *queued == seq) {
+        if !queue.reader_waiting || !queue.frames.iter().any(|(queued, _)| *queued == seq) {
             return Poll::Ready(());
         }
         queue.takers.add(cx.waker());
@@ -207,8 +220,8 @@ impl Reached {
     }
 
     /// Resolves once the writers of the connections noted took the frame of message
-    /// `seq` from their queues, or their streams closed. The caller bounds the wait: a
-    /// writer stuck on a full socket takes nothing until the socket drains.
+    /// `seq` from their queues, or their streams closed. Only writers that were
+    /// waiting on their queue are waited for: woken, they take the frame at once.
     pub(crate) async fn taken(&self, seq: u64) {
         std::future::poll_fn(|cx| {
             let mut all = Poll::Ready(());
@@ -393,31 +406,51 @@ mod tests {
         tokio::spawn(async move { reached.taken(seq).await })
     }
 
+    /// The reader looks at its empty queue and waits on it.
+    fn reader_waits(subscriber: &Subscriber) {
+        let mut cx = Context::from_waker(Waker::noop());
+        assert!(subscriber.poll_next(&mut cx).is_pending());
+    }
+
+    async fn finishes(waiting: tokio::task::JoinHandle<()>) {
+        let done = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
+        done.expect("the publisher was released").expect("it did not panic");
+    }
+
     #[tokio::test]
-    async fn a_publisher_waits_until_the_writer_took_its_frame() {
+    async fn a_publisher_waits_until_the_waiting_writer_took_its_frame() {
         let subscriber = Arc::new(Subscriber::new(8));
-        subscriber.offer(6, &frame("older"));
+        reader_waits(&subscriber);
         subscriber.offer(7, &frame("mine"));
         let waiting = wait_for_taken(&subscriber, 7);
         tokio::task::yield_now().await;
+        assert!(!waiting.is_finished(), "the frame is still queued");
         subscriber.try_next();
-        tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "only an older frame was taken");
+        finishes(waiting).await;
+    }
+
+    #[tokio::test]
+    async fn a_writer_busy_elsewhere_is_not_waited_for() {
+        // It took a frame and is writing it (to a socket its client does not read,
+        // perhaps): it takes nothing more until that write ends.
+        let subscriber = Arc::new(Subscriber::new(8));
+        reader_waits(&subscriber);
+        subscriber.offer(6, &frame("being written"));
         subscriber.try_next();
-        tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await.unwrap().unwrap();
-        assert!(wait_for_taken(&subscriber, 7).await.is_ok(), "taken already: no wait");
+        subscriber.offer(7, &frame("mine"));
+        finishes(wait_for_taken(&subscriber, 7)).await;
     }
 
     #[tokio::test]
     async fn a_closed_stream_releases_waiting_publishers() {
         let subscriber = Arc::new(Subscriber::new(8));
+        reader_waits(&subscriber);
         subscriber.offer(1, &frame("never written"));
         let (first, second) = (wait_for_taken(&subscriber, 1), wait_for_taken(&subscriber, 1));
         tokio::task::yield_now().await;
+        assert!(!first.is_finished() && !second.is_finished());
         subscriber.close(DisconnectReason::Kicked);
-        for waiting in [first, second] {
-            let done = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
-            done.unwrap().unwrap();
-        }
+        finishes(first).await;
+        finishes(second).await;
     }
 }

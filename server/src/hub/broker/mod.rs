@@ -17,8 +17,10 @@ use super::registry::ClientPresence;
 use super::subscriber::Reached;
 use super::types::{ClientId, EventId, Position, Target};
 
-/// The longest a publisher waits for the writers of a small fan-out to take its
-/// frame: a writer stuck on a full socket takes nothing until the client reads.
+/// The longest a publisher waits for the writers of a small fan-out to take its frame.
+/// Writers are waited for only while they wait on their queue, so they take it at once;
+/// the bound is for a reader that is the publishing task itself (or runs only after
+/// it), which would otherwise never get to take it.
 const TAKEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The broker could not do what was asked; nothing was published.
