@@ -144,15 +144,7 @@ impl<'de> Visitor<'de> for CompactJson<'_> {
     fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
         self.0.push(b'[');
         let mut first = true;
-        loop {
-            let mark = self.0.len();
-            if !first {
-                self.0.push(b',');
-            }
-            if seq.next_element_seed(CompactJson(self.0))?.is_none() {
-                self.0.truncate(mark);
-                break;
-            }
+        while next_item(self.0, first, |json| seq.next_element_seed(json))? {
             first = false;
         }
         self.0.push(b']');
@@ -162,15 +154,7 @@ impl<'de> Visitor<'de> for CompactJson<'_> {
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         self.0.push(b'{');
         let mut first = true;
-        loop {
-            let mark = self.0.len();
-            if !first {
-                self.0.push(b',');
-            }
-            if map.next_key_seed(CompactJson(self.0))?.is_none() {
-                self.0.truncate(mark);
-                break;
-            }
+        while next_item(self.0, first, |json| map.next_key_seed(json))? {
             self.0.push(b':');
             map.next_value_seed(CompactJson(self.0))?;
             first = false;
@@ -178,6 +162,24 @@ impl<'de> Visitor<'de> for CompactJson<'_> {
         self.0.push(b'}');
         Ok(())
     }
+}
+
+/// Writes the next element of an array (or key of an object) onto `out`, after a comma
+/// unless it is the `first`; false, with nothing written, when there are no more.
+fn next_item<E>(
+    out: &mut Vec<u8>,
+    first: bool,
+    next: impl FnOnce(CompactJson<'_>) -> Result<Option<()>, E>,
+) -> Result<bool, E> {
+    let mark = out.len();
+    if !first {
+        out.push(b',');
+    }
+    let more = next(CompactJson(out))?.is_some();
+    if !more {
+        out.truncate(mark);
+    }
+    Ok(more)
 }
 
 #[cfg(test)]

@@ -107,10 +107,10 @@ impl Fanout {
         state.registry.for_each_target(&message.target, |conn, subscriber| {
             match subscriber.offer(seq, &message.frame) {
                 Offer::Queued => {
-                    delivered += 1;
                     if let Some(reached) = reached.as_deref_mut() {
-                        reached.note(subscriber);
+                        reached.note(delivered, subscriber);
                     }
+                    delivered += 1;
                 }
                 Offer::Overflowed => overflowed.push(conn),
                 Offer::Closed => {}

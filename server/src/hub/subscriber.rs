@@ -202,21 +202,15 @@ impl Subscriber {
 #[derive(Debug, Default)]
 pub(crate) struct Reached {
     subscribers: [Option<Arc<Subscriber>>; super::WRITE_BEFORE_ANSWER],
-    count: usize,
 }
 
 impl Reached {
-    /// Notes one more connection the message was queued for.
-    pub(crate) fn note(&mut self, subscriber: &Arc<Subscriber>) {
-        if let Some(slot) = self.subscribers.get_mut(self.count) {
+    /// Notes the `index`-th connection the message was queued for (from 0); those past
+    /// the first few are not held.
+    pub(crate) fn note(&mut self, index: usize, subscriber: &Arc<Subscriber>) {
+        if let Some(slot) = self.subscribers.get_mut(index) {
             *slot = Some(subscriber.clone());
         }
-        self.count += 1;
-    }
-
-    /// Whether every connection noted is one waited for (no more than fit).
-    pub(crate) fn all_held(&self) -> bool {
-        self.count <= self.subscribers.len()
     }
 
     /// Resolves once the writers of the connections noted took the frame of message
@@ -402,7 +396,7 @@ mod tests {
     /// A publisher waiting on `subscriber` for message `seq`, on this test's runtime.
     fn wait_for_taken(subscriber: &Arc<Subscriber>, seq: u64) -> tokio::task::JoinHandle<()> {
         let mut reached = Reached::default();
-        reached.note(subscriber);
+        reached.note(0, subscriber);
         tokio::spawn(async move { reached.taken(seq).await })
     }
 

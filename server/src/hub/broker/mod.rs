@@ -96,7 +96,7 @@ impl Broker {
             Self::Memory(broker) => {
                 let mut reached = Reached::default();
                 let accepted = broker.publish(target, &frame_without_id, &mut reached);
-                if accepted.delivered > 0 && reached.all_held() {
+                if (1..=super::WRITE_BEFORE_ANSWER).contains(&accepted.delivered) {
                     // The writers just woken are first in this worker's queue. Waiting
                     // until they took the frame (not yielding: a yielded task makes
                     // tokio wake the other worker) lets them write it before the answer.
