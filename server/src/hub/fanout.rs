@@ -14,7 +14,7 @@ use tokio::sync::Notify;
 
 use super::lock;
 use super::registry::{ClientPresence, ConnId, Registry};
-use super::subscriber::{Offer, Reached, Subscriber};
+use super::subscriber::{Handoff, Offer, Subscriber};
 use super::types::{ClientId, DisconnectReason, Position, Target, Topic};
 use crate::metrics::Metrics;
 
@@ -93,8 +93,8 @@ impl Fanout {
     /// Offers `message` to every connection it targets; returns how many took it.
     /// Connections whose queue overflowed are cut off as slow here, not when their
     /// stream is next polled: a stalled socket may not be polled for a long time.
-    /// The connections it was queued for are noted in `reached`, when given.
-    pub(crate) fn deliver(&self, message: &Message, mut reached: Option<&mut Reached>) -> usize {
+    /// With a `handoff`, its publisher can wait for the writers to take it.
+    pub(crate) fn deliver(&self, message: &Message, handoff: Option<&Arc<Handoff>>) -> usize {
         let mut state = lock(&self.state);
         if state.head.as_ref().is_none_or(|head| {
             head.epoch != message.position.epoch || head.seq < message.position.seq
@@ -105,13 +105,11 @@ impl Fanout {
         let mut overflowed = Vec::new();
         let seq = message.position.seq;
         state.registry.for_each_target(&message.target, |conn, subscriber| {
-            match subscriber.offer(seq, &message.frame) {
-                Offer::Queued => {
-                    if let Some(reached) = reached.as_deref_mut() {
-                        reached.note(delivered, subscriber);
-                    }
-                    delivered += 1;
-                }
+            // Publishers wait only for a small fan-out's writers: past the first few
+            // connections there is nothing to count.
+            let handoff = handoff.filter(|_| delivered < super::WRITE_BEFORE_ANSWER);
+            match subscriber.offer(seq, &message.frame, handoff) {
+                Offer::Queued => delivered += 1,
                 Offer::Overflowed => overflowed.push(conn),
                 Offer::Closed => {}
             }

@@ -7,8 +7,9 @@
 //! closed with [`DisconnectReason::Slow`] and the client resumes by Last-Event-ID.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::{Context, Poll, Waker};
+use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures::task::AtomicWaker;
@@ -28,43 +29,74 @@ pub(crate) struct Subscriber {
 
 #[derive(Debug)]
 struct Queue {
-    /// Frames with the sequence number of their message (0 where there is none).
-    frames: VecDeque<(u64, Bytes)>,
+    frames: VecDeque<Queued>,
     capacity: usize,
     closed: Option<DisconnectReason>,
-    /// Publishers waiting for their frame to leave the queue ([`Subscriber::poll_taken`]).
-    takers: Takers,
     /// The reader found the queue empty and waits on it: woken, it takes the next frame
     /// at once. False while it is busy elsewhere (writing to a socket that is full, say).
     reader_waiting: bool,
 }
 
-/// Wakers of publishers waiting on a queue: almost always one, held inline so that a
-/// quiet connection keeps no allocation for them.
-#[derive(Debug, Default)]
-struct Takers {
-    first: Option<Waker>,
-    more: Vec<Waker>,
+/// A frame in a queue.
+#[derive(Debug)]
+struct Queued {
+    /// The sequence number of its message (0 where there is none).
+    seq: u64,
+    frame: Bytes,
+    /// Held when the frame's publisher waits for it to be taken.
+    ticket: Option<Ticket>,
 }
 
-impl Takers {
-    fn add(&mut self, waker: &Waker) {
-        let known = |held: &Waker| held.will_wake(waker);
-        if self.first.as_ref().is_some_and(known) || self.more.iter().any(known) {
-            return;
-        }
-        match &self.first {
-            None => self.first = Some(waker.clone()),
-            Some(_) => self.more.push(waker.clone()),
-        }
+/// A message's hand-over to the writers that were waiting for it: its publisher can
+/// wait until every one of them took the frame from its queue ([`Handoff::taken`]),
+/// so that a push to a few connections is on the wire before it is answered.
+///
+/// A count rather than a list of connections: each frame handed over holds a
+/// [`Ticket`], which tells the count when the frame leaves its queue however it leaves.
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    /// Frames queued for a waiting writer and not taken yet.
+    untaken: AtomicUsize,
+    publisher: AtomicWaker,
+}
+
+impl Handoff {
+    fn ticket(self: &Arc<Self>) -> Ticket {
+        self.untaken.fetch_add(1, Ordering::Relaxed);
+        Ticket(self.clone())
     }
 
-    fn wake_all(&mut self) {
-        if let Some(first) = self.first.take() {
-            first.wake();
-        }
-        if !self.more.is_empty() {
-            std::mem::take(&mut self.more).into_iter().for_each(Waker::wake);
+    /// Frames queued for a waiting writer and not taken yet.
+    pub(crate) fn untaken(&self) -> usize {
+        self.untaken.load(Ordering::Acquire)
+    }
+
+    /// Resolves once every writer that was waiting when the message was offered took
+    /// its frame, or its stream closed.
+    pub(crate) async fn taken(&self) {
+        std::future::poll_fn(|cx| {
+            if self.untaken() == 0 {
+                return Poll::Ready(());
+            }
+            self.publisher.register(cx.waker());
+            // Checked again after registering, so that a take in between is seen.
+            if self.untaken() == 0 { Poll::Ready(()) } else { Poll::Pending }
+        })
+        .await;
+    }
+}
+
+/// A frame's part in its [`Handoff`]: dropped when the frame leaves its queue (taken
+/// by the writer, or dropped with the stream), which may release the publisher.
+#[derive(Debug)]
+struct Ticket(Arc<Handoff>);
+
+impl Drop for Ticket {
+    fn drop(&mut self) {
+        if self.0.untaken.fetch_sub(1, Ordering::AcqRel) == 1 {
+            // Woken by the writer that took the frame: a task woken by the running
+            // task goes first in this worker's queue, with no other worker disturbed.
+            self.0.publisher.wake();
         }
     }
 }
@@ -96,15 +128,16 @@ impl Subscriber {
                 frames: VecDeque::new(),
                 capacity: capacity.max(1),
                 closed: None,
-                takers: Takers::default(),
                 reader_waiting: false,
             }),
             ready: AtomicWaker::new(),
         }
     }
 
-    /// Queues the frame of message `seq` without waiting.
-    pub(crate) fn offer(&self, seq: u64, frame: &Bytes) -> Offer {
+    /// Queues the frame of message `seq` without waiting. With a `handoff`, the frame
+    /// counts in it when the reader is waiting on the queue (a reader busy elsewhere,
+    /// on a socket its client does not read say, may take nothing for a long time).
+    pub(crate) fn offer(&self, seq: u64, frame: &Bytes, handoff: Option<&Arc<Handoff>>) -> Offer {
         let mut queue = lock(&self.queue);
         if queue.closed.is_some() {
             return Offer::Closed;
@@ -114,7 +147,8 @@ impl Subscriber {
             queue.closed = Some(DisconnectReason::Slow);
             Offer::Overflowed
         } else {
-            queue.frames.push_back((seq, frame.clone()));
+            let ticket = handoff.filter(|_| queue.reader_waiting).map(Handoff::ticket);
+            queue.frames.push_back(Queued { seq, frame: frame.clone(), ticket });
             Offer::Queued
         };
         drop(queue);
@@ -134,7 +168,6 @@ impl Subscriber {
             queue.frames = VecDeque::new();
         }
         queue.closed = Some(reason);
-        queue.takers.wake_all();
         drop(queue);
         self.ready.wake();
         true
@@ -165,68 +198,18 @@ impl Subscriber {
 
     fn take(queue: &mut Queue) -> Option<Result<(u64, Bytes), DisconnectReason>> {
         match queue.frames.pop_front() {
-            Some(frame) => {
+            Some(Queued { seq, frame, ticket }) => {
                 queue.reader_waiting = false;
-                // Woken here, by the writer: a task woken by the task running goes
-                // first in this worker's queue, with no other worker disturbed.
-                queue.takers.wake_all();
-                Some(Ok(frame))
+                drop(ticket);
+                Some(Ok((seq, frame)))
             }
             None => queue.closed.map(Err),
         }
     }
 
-    /// Whether the frame of message `seq` has left the queue (taken by the writer, or
-    /// dropped with the stream), or is not worth waiting for: the reader was not
-    /// waiting on the queue, so it may not take anything soon (a writer stuck on a full
-    /// socket takes nothing until the client reads). If not, `cx` is woken when a frame
-    /// is taken or the stream closes.
-    pub(crate) fn poll_taken(&self, seq: u64, cx: &mut Context<'_>) -> Poll<()> {
-        let mut queue = lock(&self.queue);
-        if !queue.reader_waiting || !queue.frames.iter().any(|(queued, _)| *queued == seq) {
-            return Poll::Ready(());
-        }
-        queue.takers.add(cx.waker());
-        Poll::Pending
-    }
-
     #[cfg(test)]
     async fn next(&self) -> Result<(u64, Bytes), DisconnectReason> {
         std::future::poll_fn(|cx| self.poll_next(cx)).await
-    }
-}
-
-/// The first few connections a message was queued for, so that its publisher can wait
-/// for their writers to take it ([`Reached::taken`]). Holds no more than
-/// [`WRITE_BEFORE_ANSWER`](super::WRITE_BEFORE_ANSWER), on the stack.
-#[derive(Debug, Default)]
-pub(crate) struct Reached {
-    subscribers: [Option<Arc<Subscriber>>; super::WRITE_BEFORE_ANSWER],
-}
-
-impl Reached {
-    /// Notes the `index`-th connection the message was queued for (from 0); those past
-    /// the first few are not held.
-    pub(crate) fn note(&mut self, index: usize, subscriber: &Arc<Subscriber>) {
-        if let Some(slot) = self.subscribers.get_mut(index) {
-            *slot = Some(subscriber.clone());
-        }
-    }
-
-    /// Resolves once the writers of the connections noted took the frame of message
-    /// `seq` from their queues, or their streams closed. Only writers that were
-    /// waiting on their queue are waited for: woken, they take the frame at once.
-    pub(crate) async fn taken(&self, seq: u64) {
-        std::future::poll_fn(|cx| {
-            let mut all = Poll::Ready(());
-            for subscriber in self.subscribers.iter().flatten() {
-                if subscriber.poll_taken(seq, cx).is_pending() {
-                    all = Poll::Pending;
-                }
-            }
-            all
-        })
-        .await;
     }
 }
 
@@ -313,6 +296,7 @@ impl std::fmt::Debug for Subscription {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::task::Waker;
 
     fn frame(text: &'static str) -> Bytes {
         Bytes::from_static(text.as_bytes())
@@ -321,8 +305,8 @@ mod tests {
     #[tokio::test]
     async fn frames_come_out_in_order() {
         let subscriber = Subscriber::new(4);
-        assert_eq!(subscriber.offer(1, &frame("a")), Offer::Queued);
-        assert_eq!(subscriber.offer(2, &frame("b")), Offer::Queued);
+        assert_eq!(subscriber.offer(1, &frame("a"), None), Offer::Queued);
+        assert_eq!(subscriber.offer(2, &frame("b"), None), Offer::Queued);
         assert_eq!(subscriber.next().await, Ok((1, frame("a"))));
         assert_eq!(subscriber.next().await, Ok((2, frame("b"))));
     }
@@ -330,17 +314,17 @@ mod tests {
     #[tokio::test]
     async fn a_full_queue_closes_the_connection_as_slow() {
         let subscriber = Subscriber::new(2);
-        subscriber.offer(1, &frame("a"));
-        subscriber.offer(2, &frame("b"));
-        assert_eq!(subscriber.offer(3, &frame("c")), Offer::Overflowed);
-        assert_eq!(subscriber.offer(4, &frame("d")), Offer::Closed);
+        subscriber.offer(1, &frame("a"), None);
+        subscriber.offer(2, &frame("b"), None);
+        assert_eq!(subscriber.offer(3, &frame("c"), None), Offer::Overflowed);
+        assert_eq!(subscriber.offer(4, &frame("d"), None), Offer::Closed);
         assert_eq!(subscriber.next().await, Err(DisconnectReason::Slow));
     }
 
     #[tokio::test]
     async fn a_finished_stream_delivers_what_is_queued_first() {
         let subscriber = Subscriber::new(2);
-        subscriber.offer(1, &frame("done"));
+        subscriber.offer(1, &frame("done"), None);
         subscriber.close(DisconnectReason::Finished);
         assert_eq!(subscriber.next().await, Ok((1, frame("done"))));
         assert_eq!(subscriber.next().await, Err(DisconnectReason::Finished));
@@ -349,7 +333,7 @@ mod tests {
     #[tokio::test]
     async fn a_kicked_stream_ends_at_once() {
         let subscriber = Subscriber::new(2);
-        subscriber.offer(1, &frame("a"));
+        subscriber.offer(1, &frame("a"), None);
         subscriber.close(DisconnectReason::Kicked);
         assert_eq!(subscriber.next().await, Err(DisconnectReason::Kicked));
     }
@@ -362,7 +346,7 @@ mod tests {
             async move { subscriber.next().await }
         });
         tokio::task::yield_now().await;
-        subscriber.offer(1, &frame("x"));
+        subscriber.offer(1, &frame("x"), None);
         assert_eq!(reader.await.unwrap(), Ok((1, frame("x"))));
     }
 
@@ -377,7 +361,7 @@ mod tests {
             async move { subscriber.next().await }
         });
         tokio::task::yield_now().await;
-        subscriber.offer(1, &frame("x"));
+        subscriber.offer(1, &frame("x"), None);
         let woken = tokio::time::timeout(std::time::Duration::from_secs(5), reader).await;
         assert_eq!(woken.expect("the reader was woken").unwrap(), Ok((1, frame("x"))));
     }
@@ -385,19 +369,12 @@ mod tests {
     #[tokio::test]
     async fn live_frames_covered_by_the_replay_are_skipped() {
         let subscriber = Arc::new(Subscriber::new(8));
-        subscriber.offer(4, &frame("live 4"));
-        subscriber.offer(5, &frame("live 5"));
+        subscriber.offer(4, &frame("live 4"), None);
+        subscriber.offer(5, &frame("live 5"), None);
         let replay = VecDeque::from([frame("replayed 4")]);
         let mut subscription = Subscription::new(replay, Some(4), subscriber, Box::new(|_| {}));
         assert_eq!(subscription.next().await, Next::Frame(frame("replayed 4")));
         assert_eq!(subscription.next().await, Next::Frame(frame("live 5")));
-    }
-
-    /// A publisher waiting on `subscriber` for message `seq`, on this test's runtime.
-    fn wait_for_taken(subscriber: &Arc<Subscriber>, seq: u64) -> tokio::task::JoinHandle<()> {
-        let mut reached = Reached::default();
-        reached.note(0, subscriber);
-        tokio::spawn(async move { reached.taken(seq).await })
     }
 
     /// The reader looks at its empty queue and waits on it.
@@ -406,20 +383,31 @@ mod tests {
         assert!(subscriber.poll_next(&mut cx).is_pending());
     }
 
+    /// A publisher waiting, on this test's runtime, for its frame to be taken.
+    fn publisher_waits(handoff: &Arc<Handoff>) -> tokio::task::JoinHandle<()> {
+        let handoff = handoff.clone();
+        tokio::spawn(async move { handoff.taken().await })
+    }
+
     async fn finishes(waiting: tokio::task::JoinHandle<()>) {
         let done = tokio::time::timeout(std::time::Duration::from_secs(5), waiting).await;
         done.expect("the publisher was released").expect("it did not panic");
     }
 
     #[tokio::test]
-    async fn a_publisher_waits_until_the_waiting_writer_took_its_frame() {
-        let subscriber = Arc::new(Subscriber::new(8));
-        reader_waits(&subscriber);
-        subscriber.offer(7, &frame("mine"));
-        let waiting = wait_for_taken(&subscriber, 7);
+    async fn a_publisher_waits_until_every_waiting_writer_took_its_frame() {
+        let (first, second) = (Arc::new(Subscriber::new(8)), Arc::new(Subscriber::new(8)));
+        reader_waits(&first);
+        reader_waits(&second);
+        let handoff = Arc::new(Handoff::default());
+        first.offer(7, &frame("mine"), Some(&handoff));
+        second.offer(7, &frame("mine"), Some(&handoff));
+        assert_eq!(handoff.untaken(), 2);
+        let waiting = publisher_waits(&handoff);
+        first.try_next();
         tokio::task::yield_now().await;
-        assert!(!waiting.is_finished(), "the frame is still queued");
-        subscriber.try_next();
+        assert!(!waiting.is_finished(), "the second writer has not taken it");
+        second.try_next();
         finishes(waiting).await;
     }
 
@@ -429,22 +417,36 @@ mod tests {
         // perhaps): it takes nothing more until that write ends.
         let subscriber = Arc::new(Subscriber::new(8));
         reader_waits(&subscriber);
-        subscriber.offer(6, &frame("being written"));
+        subscriber.offer(6, &frame("being written"), None);
         subscriber.try_next();
-        subscriber.offer(7, &frame("mine"));
-        finishes(wait_for_taken(&subscriber, 7)).await;
+        let handoff = Arc::new(Handoff::default());
+        subscriber.offer(7, &frame("mine"), Some(&handoff));
+        assert_eq!(handoff.untaken(), 0);
+        finishes(publisher_waits(&handoff)).await;
     }
 
     #[tokio::test]
-    async fn a_closed_stream_releases_waiting_publishers() {
+    async fn a_closed_stream_releases_its_publishers() {
         let subscriber = Arc::new(Subscriber::new(8));
         reader_waits(&subscriber);
-        subscriber.offer(1, &frame("never written"));
-        let (first, second) = (wait_for_taken(&subscriber, 1), wait_for_taken(&subscriber, 1));
+        let (one, other) = (Arc::new(Handoff::default()), Arc::new(Handoff::default()));
+        subscriber.offer(1, &frame("never written"), Some(&one));
+        subscriber.offer(2, &frame("nor this"), Some(&other));
+        let (first, second) = (publisher_waits(&one), publisher_waits(&other));
         tokio::task::yield_now().await;
         assert!(!first.is_finished() && !second.is_finished());
         subscriber.close(DisconnectReason::Kicked);
         finishes(first).await;
         finishes(second).await;
+    }
+
+    #[tokio::test]
+    async fn an_overflowing_queue_releases_its_publishers() {
+        let subscriber = Arc::new(Subscriber::new(1));
+        reader_waits(&subscriber);
+        let handoff = Arc::new(Handoff::default());
+        subscriber.offer(1, &frame("queued"), Some(&handoff));
+        assert_eq!(subscriber.offer(2, &frame("one too many"), None), Offer::Overflowed);
+        assert_eq!(handoff.untaken(), 0);
     }
 }

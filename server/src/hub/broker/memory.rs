@@ -10,7 +10,7 @@ use crate::hub::fanout::{Fanout, Message};
 use crate::hub::history::{History, HistoryOptions};
 use crate::hub::lock;
 use crate::hub::registry::ClientPresence;
-use crate::hub::subscriber::Reached;
+use crate::hub::subscriber::Handoff;
 use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
 use crate::sse;
 
@@ -45,12 +45,13 @@ impl MemoryBroker {
         broker
     }
 
-    /// Queues the message for its connections, noting them in `reached`.
+    /// Queues the message for its connections, counting in `handoff` those whose
+    /// writers are waiting for it.
     pub(crate) fn publish(
         &self,
         target: &Target,
         frame_without_id: &[u8],
-        reached: &mut Reached,
+        handoff: &Arc<Handoff>,
     ) -> Accepted {
         let mut state = lock(&self.state);
         state.last_seq += 1;
@@ -58,7 +59,7 @@ impl MemoryBroker {
         let frame = sse::with_id(&id.to_string(), frame_without_id);
         state.history.append(id.seq, target, frame.clone());
         let message = Message { position: id.position(), target: target.clone(), frame };
-        let delivered = self.fanout.deliver(&message, Some(reached));
+        let delivered = self.fanout.deliver(&message, Some(handoff));
         Accepted { id, delivered }
     }
 

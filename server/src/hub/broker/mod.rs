@@ -14,7 +14,7 @@ pub(crate) mod redis;
 use bytes::Bytes;
 
 use super::registry::ClientPresence;
-use super::subscriber::Reached;
+use super::subscriber::Handoff;
 use super::types::{ClientId, EventId, Position, Target};
 
 /// The longest a publisher waits for the writers of a small fan-out to take its frame.
@@ -94,14 +94,13 @@ impl Broker {
     ) -> Result<Accepted, Unavailable> {
         match self {
             Self::Memory(broker) => {
-                let mut reached = Reached::default();
-                let accepted = broker.publish(target, &frame_without_id, &mut reached);
-                if (1..=super::WRITE_BEFORE_ANSWER).contains(&accepted.delivered) {
+                let handoff = std::sync::Arc::new(Handoff::default());
+                let accepted = broker.publish(target, &frame_without_id, &handoff);
+                if accepted.delivered <= super::WRITE_BEFORE_ANSWER && handoff.untaken() > 0 {
                     // The writers just woken are first in this worker's queue. Waiting
                     // until they took the frame (not yielding: a yielded task makes
                     // tokio wake the other worker) lets them write it before the answer.
-                    let taken = reached.taken(accepted.id.seq);
-                    let _ = tokio::time::timeout(TAKEN_WITHIN, taken).await;
+                    let _ = tokio::time::timeout(TAKEN_WITHIN, handoff.taken()).await;
                 }
                 Ok(accepted)
             }

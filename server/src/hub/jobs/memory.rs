@@ -59,7 +59,7 @@ impl Job {
         let id = self.last_event_id() + 1;
         let frame = sse::encode_event(Some(&id.to_string()), Some(name), &data.to_string());
         for watcher in self.watchers.values() {
-            watcher.offer(id, &frame);
+            watcher.offer(id, &frame, None);
         }
         self.events.push_back(frame);
         if self.events.len() > MAX_EVENTS_PER_JOB {

@@ -65,7 +65,7 @@ impl JobWatchers {
     pub(crate) fn deliver(&self, id: &str, n: u64, finished: bool, frame: &Bytes) {
         let by_job = lock(&self.by_job);
         for watcher in by_job.get(id).into_iter().flat_map(HashMap::values) {
-            watcher.offer(n, frame);
+            watcher.offer(n, frame, None);
             if finished {
                 watcher.close(DisconnectReason::Finished);
             }
