@@ -4,13 +4,13 @@
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
 use bytes::Bytes;
-use eventsource_stream::{Event, Eventsource};
-use futures::{Stream, StreamExt};
 use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
 use hyper::client::conn::http1;
 use hyper_util::rt::TokioIo;
-use tokio::net::TcpSocket;
+use tokio::net::{TcpSocket, TcpStream};
 
+use crate::sse::EventReader;
 use crate::target::Target;
 
 /// A failure worth reporting.
@@ -23,32 +23,56 @@ pub fn source(n: usize, sources: u8, net: u8) -> IpAddr {
     IpAddr::V4(Ipv4Addr::new(127, 0, net, last))
 }
 
-/// Opens client `n`'s stream from `from` and returns its events once the response
-/// headers said 200.
-pub async fn subscribe(
-    target: &Target,
-    n: usize,
-    from: IpAddr,
-) -> Result<impl Stream<Item = Result<Event, String>> + Send + use<>, Error> {
+/// An open event stream: its connection and the response body, read by one task
+/// (a task for the connection and another for the body would make every chunk wake
+/// a second task).
+pub struct Subscribed {
+    connection: http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
+    body: Incoming,
+}
+
+impl Subscribed {
+    /// Reads the stream until it ends, calling `on_event` with each event's data.
+    pub async fn read(self, mut on_event: impl FnMut(&[u8])) {
+        let Self { connection, mut body } = self;
+        let mut events = EventReader::default();
+        let read = async {
+            while let Some(Ok(frame)) = body.frame().await {
+                if let Ok(chunk) = frame.into_data() {
+                    events.feed(&chunk, &mut on_event);
+                }
+            }
+        };
+        tokio::select! {
+            _ = connection => {}
+            () = read => {}
+        }
+    }
+}
+
+/// Opens client `n`'s stream from `from`; ready to read once the response headers
+/// said 200.
+pub async fn subscribe(target: &Target, n: usize, from: IpAddr) -> Result<Subscribed, Error> {
     let socket = TcpSocket::new_v4()?;
     // Ports of an earlier run's closed connections linger in TIME_WAIT for a minute.
     socket.set_reuseaddr(true)?;
     socket.bind(SocketAddr::new(from, 0))?;
     let stream = socket.connect(target.addr).await?;
-    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
-    tokio::spawn(async move {
-        let _ = connection.await;
-    });
+    let (mut sender, mut connection) = http1::handshake(TokioIo::new(stream)).await?;
     let request = hyper::Request::get(target.subscribe_path(n))
         .header(hyper::header::HOST, target.addr.to_string())
         .header(hyper::header::ACCEPT, "text/event-stream")
         .body(Full::new(Bytes::new()))?;
-    let response = sender.send_request(request).await?;
+    let response = tokio::select! {
+        response = sender.send_request(request) => response?,
+        ended = &mut connection => {
+            return Err(format!("client {n}: connection ended before the answer: {ended:?}").into());
+        }
+    };
     if response.status() != hyper::StatusCode::OK {
         return Err(format!("client {n}: {}", response.status()).into());
     }
-    let bytes = response.into_body().into_data_stream();
-    Ok(bytes.eventsource().map(|event| event.map_err(|error| error.to_string())))
+    Ok(Subscribed { connection, body: response.into_body() })
 }
 
 /// Publishes over one kept-alive connection, opening a new one when the server closes

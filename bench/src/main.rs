@@ -16,6 +16,7 @@
 mod client;
 mod measure;
 mod scenario;
+mod sse;
 mod target;
 
 use std::net::SocketAddr;

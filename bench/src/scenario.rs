@@ -5,7 +5,6 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use eventsource_stream::Event;
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 use tokio::task::JoinSet;
@@ -32,8 +31,8 @@ const CONNECTING_AT_ONCE: usize = 256;
 /// How long to wait for deliveries after the last send.
 const DRAIN: Duration = Duration::from_secs(5);
 
-/// What a stream does with each event.
-type OnEvent = Arc<dyn Fn(&Event) + Send + Sync>;
+/// What a stream does with each event's data.
+type OnEvent = Arc<dyn Fn(&[u8]) + Send + Sync>;
 
 /// `n` open streams, each read by its own task.
 struct Streams {
@@ -59,13 +58,9 @@ async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Er
         .buffer_unordered(CONNECTING_AT_ONCE);
     let mut readers = JoinSet::new();
     while let Some(stream) = opened.next().await {
-        let mut stream = stream?;
+        let stream = stream?;
         let on_event = on_event.clone();
-        readers.spawn(async move {
-            while let Some(Ok(event)) = stream.next().await {
-                on_event(&event);
-            }
-        });
+        readers.spawn(stream.read(move |data| on_event(data)));
     }
     Ok(Streams { readers, connect_time: started.elapsed() })
 }
@@ -137,8 +132,8 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
     let latencies = Arc::new(Mutex::new(Vec::with_capacity(pushes)));
     let on_event: OnEvent = Arc::new({
         let latencies = latencies.clone();
-        move |event| {
-            if let Some((sent, _)) = stamp(&event.data) {
+        move |data| {
+            if let Some((sent, _)) = stamp(data) {
                 let latency = now_micros().saturating_sub(sent);
                 latencies.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(latency);
             }
@@ -209,8 +204,8 @@ pub async fn broadcast(
     let on_event: OnEvent = Arc::new({
         let (counts, last_arrival, delivered) =
             (counts.clone(), last_arrival.clone(), delivered.clone());
-        move |event| {
-            if let Some((_, number)) = stamp(&event.data)
+        move |data| {
+            if let Some((_, number)) = stamp(data)
                 && number < counts.len()
             {
                 counts[number].fetch_add(1, Relaxed);
