@@ -231,8 +231,9 @@ impl Hub {
     /// (as in nchan, whose publish writes to subscribers itself); a larger fan-out
     /// returns as soon as the message is queued for every connection. Only writers
     /// that were waiting on their queue are waited for (one busy on a socket its peer
-    /// is not reading would take nothing until the peer reads), and for 2 ms at most. (With Redis, this node's connections get the message from
-    /// the subscription, after the publish.)
+    /// is not reading would take nothing until the peer reads), and for 2 ms at most.
+    /// (With Redis, this node's connections get the message from the subscription,
+    /// after the publish.)
     ///
     /// # Errors
     /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called;
