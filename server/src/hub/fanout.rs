@@ -105,9 +105,6 @@ impl Fanout {
         let mut overflowed = Vec::new();
         let seq = message.position.seq;
         state.registry.for_each_target(&message.target, |conn, subscriber| {
-            // Publishers wait only for a small fan-out's writers: past the first few
-            // connections there is nothing to count.
-            let handoff = handoff.filter(|_| delivered < super::WRITE_BEFORE_ANSWER);
             match subscriber.offer(seq, &message.frame, handoff) {
                 Offer::Queued => delivered += 1,
                 Offer::Overflowed => overflowed.push(conn),

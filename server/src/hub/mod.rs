@@ -228,12 +228,14 @@ impl Hub {
     /// With the memory broker, when it reached at most [`WRITE_BEFORE_ANSWER`]
     /// connections, this returns once their writers took it (they run first, woken on
     /// this worker), so the message is on the wire before its publisher is answered
-    /// (as in nchan, whose publish writes to subscribers itself); a larger fan-out
-    /// returns as soon as the message is queued for every connection. Only writers
-    /// that were waiting on their queue are waited for (one busy on a socket its peer
-    /// is not reading would take nothing until the peer reads), and for 2 ms at most.
-    /// (With Redis, this node's connections get the message from the subscription,
-    /// after the publish.)
+    /// (as in nchan, whose publish writes to subscribers itself), or after 2 ms. A
+    /// larger fan-out returns as soon as it is queued for every connection, unless 8
+    /// earlier large fan-outs are still being taken: then once the oldest of them is
+    /// (or after a second), so that a publisher cannot pile up messages faster than
+    /// the writers take them. Only writers that were waiting on their queue are waited
+    /// for (one busy on a socket its peer is not reading would take nothing until the
+    /// peer reads). (With Redis, this node's connections get the message from the
+    /// subscription, after the publish.)
     ///
     /// # Errors
     /// [`HubError::ShuttingDown`] once [`Hub::shutdown`] has been called;

@@ -180,7 +180,10 @@ impl Subscriber {
 
     /// The next frame and its seq, or the end of the stream; `Pending` (with the
     /// reader woken on the next offer or close) while the queue is empty.
-    fn poll_next(&self, cx: &mut Context<'_>) -> Poll<Result<(u64, Bytes), DisconnectReason>> {
+    pub(crate) fn poll_next(
+        &self,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<(u64, Bytes), DisconnectReason>> {
         if let Some(next) = self.try_next() {
             return Poll::Ready(next);
         }
@@ -192,7 +195,7 @@ impl Subscriber {
         next.map_or(Poll::Pending, Poll::Ready)
     }
 
-    fn try_next(&self) -> Option<Result<(u64, Bytes), DisconnectReason>> {
+    pub(crate) fn try_next(&self) -> Option<Result<(u64, Bytes), DisconnectReason>> {
         Self::take(&mut lock(&self.queue))
     }
 

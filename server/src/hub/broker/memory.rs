@@ -5,13 +5,14 @@
 
 use std::sync::{Arc, Mutex};
 
+use super::window::Window;
 use super::{Accepted, Missed};
 use crate::hub::fanout::{Fanout, Message};
 use crate::hub::history::{History, HistoryOptions};
-use crate::hub::lock;
 use crate::hub::registry::ClientPresence;
 use crate::hub::subscriber::Handoff;
 use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
+use crate::hub::{WRITE_BEFORE_ANSWER, lock};
 use crate::sse;
 
 #[derive(Debug)]
@@ -20,6 +21,8 @@ pub(crate) struct MemoryBroker {
     state: Mutex<State>,
     epoch: Epoch,
     fanout: Arc<Fanout>,
+    /// Large fan-outs being handed to their writers.
+    window: Window,
 }
 
 #[derive(Debug)]
@@ -27,6 +30,12 @@ struct State {
     last_seq: u64,
     history: History,
 }
+
+/// The longest a publisher waits for the writers of a small fan-out to take its frame.
+/// Writers are waited for only while they wait on their queue, so they take it at once;
+/// the bound is for a reader that is the publishing task itself (or runs only after
+/// it), which would otherwise never get to take it.
+const TAKEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// How often idle history is swept for expired messages (publishing and resuming
 /// expire it too, so this only bounds how long memory is held when nothing happens).
@@ -40,19 +49,38 @@ impl MemoryBroker {
             state: Mutex::new(State { last_seq: 0, history: History::new(history) }),
             epoch,
             fanout,
+            window: Window::default(),
         });
         tokio::spawn(sweep_history(Arc::downgrade(&broker)));
         broker
     }
 
-    /// Queues the message for its connections, counting in `handoff` those whose
-    /// writers are waiting for it.
-    pub(crate) fn publish(
-        &self,
-        target: &Target,
-        frame_without_id: &[u8],
-        handoff: &Arc<Handoff>,
-    ) -> Accepted {
+    /// Queues the message for its connections, and returns once its publisher may be
+    /// answered:
+    /// - a fan-out to at most [`WRITE_BEFORE_ANSWER`] connections, once the writers
+    ///   that were waiting for it took it (they run first, woken on this worker), so
+    ///   that it is on the wire before the answer, as in nchan, whose publish writes to
+    ///   subscribers itself; for [`TAKEN_WITHIN`] at most;
+    /// - a larger one, once at most [`window::WINDOW`](super::window::WINDOW) large
+    ///   fan-outs are in flight (see [`Window`]).
+    ///
+    /// Only writers that were waiting on their queue are waited for: one busy on a
+    /// socket its client does not read would take nothing until the client reads.
+    pub(crate) async fn publish(&self, target: &Target, frame_without_id: &[u8]) -> Accepted {
+        let handoff = Arc::new(Handoff::default());
+        let accepted = self.queue(target, frame_without_id, &handoff);
+        if accepted.delivered > WRITE_BEFORE_ANSWER {
+            self.window.wait_for_room(handoff).await;
+        } else if handoff.untaken() > 0 {
+            // Not yielding: a yielded task makes tokio wake the other worker.
+            let _ = tokio::time::timeout(TAKEN_WITHIN, handoff.taken()).await;
+        }
+        accepted
+    }
+
+    /// Gives the message its id, keeps it in history and queues it for its
+    /// connections, counting in `handoff` those whose writers are waiting for it.
+    fn queue(&self, target: &Target, frame_without_id: &[u8], handoff: &Arc<Handoff>) -> Accepted {
         let mut state = lock(&self.state);
         state.last_seq += 1;
         let id = EventId { epoch: self.epoch.clone(), seq: state.last_seq, kind: target.kind() };

@@ -10,18 +10,12 @@
 
 pub(crate) mod memory;
 pub(crate) mod redis;
+mod window;
 
 use bytes::Bytes;
 
 use super::registry::ClientPresence;
-use super::subscriber::Handoff;
 use super::types::{ClientId, EventId, Position, Target};
-
-/// The longest a publisher waits for the writers of a small fan-out to take its frame.
-/// Writers are waited for only while they wait on their queue, so they take it at once;
-/// the bound is for a reader that is the publishing task itself (or runs only after
-/// it), which would otherwise never get to take it.
-const TAKEN_WITHIN: std::time::Duration = std::time::Duration::from_millis(2);
 
 /// The broker could not do what was asked; nothing was published.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -93,17 +87,7 @@ impl Broker {
         frame_without_id: Bytes,
     ) -> Result<Accepted, Unavailable> {
         match self {
-            Self::Memory(broker) => {
-                let handoff = std::sync::Arc::new(Handoff::default());
-                let accepted = broker.publish(target, &frame_without_id, &handoff);
-                if accepted.delivered <= super::WRITE_BEFORE_ANSWER && handoff.untaken() > 0 {
-                    // The writers just woken are first in this worker's queue. Waiting
-                    // until they took the frame (not yielding: a yielded task makes
-                    // tokio wake the other worker) lets them write it before the answer.
-                    let _ = tokio::time::timeout(TAKEN_WITHIN, handoff.taken()).await;
-                }
-                Ok(accepted)
-            }
+            Self::Memory(broker) => Ok(broker.publish(target, &frame_without_id).await),
             Self::Redis(broker) => broker.publish(target, &frame_without_id).await,
         }
     }
