@@ -65,8 +65,11 @@ mod tests {
     use super::*;
     use crate::hub::subscriber::Subscriber;
 
+    /// A fan-out's hand-over, and the one writer it went to.
+    type FanOut = (Arc<Handoff>, Arc<Subscriber>);
+
     /// A fan-out to one connection whose writer waits: in flight until it is taken.
-    fn fan_out(seq: u64) -> (Arc<Handoff>, Arc<Subscriber>) {
+    fn fan_out(seq: u64) -> FanOut {
         let subscriber = Arc::new(Subscriber::new(64));
         let mut cx = Context::from_waker(Waker::noop());
         assert!(subscriber.poll_next(&mut cx).is_pending());
@@ -75,13 +78,19 @@ mod tests {
         (handoff, subscriber)
     }
 
-    #[test]
-    fn the_oldest_fan_out_in_flight_is_waited_for_once_the_window_is_full() {
+    /// A window holding the first [`WINDOW`] of `count` fan-outs, and all of them.
+    fn full_window(count: u64) -> (Window, Vec<FanOut>) {
         let window = Window::default();
-        let fan_outs: Vec<_> = (1..=WINDOW as u64 + 2).map(fan_out).collect();
+        let fan_outs: Vec<_> = (1..=count).map(fan_out).collect();
         for (handoff, _) in &fan_outs[..WINDOW] {
             assert!(window.enter(handoff.clone()).is_none());
         }
+        (window, fan_outs)
+    }
+
+    #[test]
+    fn the_oldest_fan_out_in_flight_is_waited_for_once_the_window_is_full() {
+        let (window, fan_outs) = full_window(WINDOW as u64 + 2);
         let oldest = window.enter(fan_outs[WINDOW].0.clone()).expect("the window is full");
         assert!(Arc::ptr_eq(&oldest, &fan_outs[0].0));
         let next = window.enter(fan_outs[WINDOW + 1].0.clone()).expect("still full");
@@ -90,11 +99,7 @@ mod tests {
 
     #[test]
     fn fan_outs_already_taken_leave_the_window() {
-        let window = Window::default();
-        let fan_outs: Vec<_> = (1..=WINDOW as u64 + 1).map(fan_out).collect();
-        for (handoff, _) in &fan_outs[..WINDOW] {
-            assert!(window.enter(handoff.clone()).is_none());
-        }
+        let (window, fan_outs) = full_window(WINDOW as u64 + 1);
         let (_, third_writer) = &fan_outs[2];
         assert!(third_writer.try_next().is_some());
         assert!(window.enter(fan_outs[WINDOW].0.clone()).is_none(), "one left, one came");
@@ -110,11 +115,8 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_publisher_waits_for_room_until_the_oldest_is_taken_or_the_bound() {
-        let window = Arc::new(Window::default());
-        let fan_outs: Vec<_> = (1..=WINDOW as u64 + 2).map(fan_out).collect();
-        for (handoff, _) in &fan_outs[..WINDOW] {
-            window.wait_for_room(handoff.clone()).await;
-        }
+        let (window, fan_outs) = full_window(WINDOW as u64 + 2);
+        let window = Arc::new(window);
         let publisher = {
             let (window, handoff) = (window.clone(), fan_outs[WINDOW].0.clone());
             tokio::spawn(async move { window.wait_for_room(handoff).await })
