@@ -49,7 +49,9 @@ struct Queued {
 
 /// A message's hand-over to the writers that were waiting for it: its publisher can
 /// wait until every one of them took the frame from its queue ([`Handoff::taken`]),
-/// so that a push to a few connections is on the wire before it is answered.
+/// so that a push to a few connections is on the wire before it is answered, and so
+/// that a large fan-out counts as in flight until its writers took it (the memory
+/// broker's window).
 ///
 /// A count rather than a list of connections: each frame handed over holds a
 /// [`Ticket`], which tells the count when the frame leaves its queue however it leaves.
