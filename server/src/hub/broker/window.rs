@@ -39,7 +39,7 @@ impl Window {
     /// Enters the hand-over of a fan-out just queued. Returns the oldest fan-out still
     /// in flight when that makes more than [`WINDOW`]: its publisher waits for it
     /// ([`Handoff::taken`], at most [`WAIT_AT_MOST`]).
-    pub(crate) fn enter(&self, handoff: Arc<Handoff>) -> Option<Arc<Handoff>> {
+    fn enter(&self, handoff: Arc<Handoff>) -> Option<Arc<Handoff>> {
         let mut in_flight = lock(&self.in_flight);
         in_flight.retain(|earlier| earlier.untaken() > 0);
         if handoff.untaken() > 0 {
