@@ -32,6 +32,14 @@ def median(results, key):
     return sum(values) if key in ("lost", "duplicates") else statistics.median(values)
 
 
+def ahead(herald, nchan, key, higher_is_better):
+    """In how many rounds Herald's figure beat nchan's from the run right after it."""
+    pairs = [(h[key], n[key]) for h, n in zip(herald, nchan)
+             if isinstance(h.get(key), (int, float)) and isinstance(n.get(key), (int, float))]
+    wins = sum(1 for h, n in pairs if (h > n if higher_is_better else h < n))
+    return f"herald ahead in {wins} of {len(pairs)}"
+
+
 def spread(results, key):
     values = [r[key] for r in results if isinstance(r.get(key), (int, float))]
     return f"{min(values):g}–{max(values):g}" if len(values) > 1 else ""
@@ -50,6 +58,7 @@ for label, by_target in runs.items():
             notes.append(f"total of {rounds} rounds")
         elif rounds > 1:
             notes.append(f"median of {rounds} rounds; herald {spread(herald, key)}, "
-                         f"nchan {spread(nchan, key)}")
+                         f"nchan {spread(nchan, key)}; "
+                         f"{ahead(herald, nchan, key, higher_is_better)}")
         print(f"{label:<26} {name:<20} {h if h is not None else '-':>12} "
               f"{n if n is not None else '-':>12} {ratio:>13}  {'; '.join(notes)}")
