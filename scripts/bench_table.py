@@ -9,12 +9,15 @@ import sys
 COLUMNS = {
     "hold": [("connects_per_second", "connects/s", True),
              ("rss_bytes_per_connection", "server RSS B/conn", False),
-             ("kernel_tcp_bytes_per_connection", "kernel TCP B/conn", False)],
+             ("kernel_tcp_bytes_per_connection", "kernel TCP B/conn", False),
+             ("server_cpu_us_per_connect", "server CPU µs/conn", False)],
     "unicast": [("latency_p50_us", "p50 µs", False), ("latency_p99_us", "p99 µs", False),
-                ("latency_max_us", "max µs", False), ("lost", "lost", False)],
+                ("latency_max_us", "max µs", False), ("lost", "lost", False),
+                ("server_cpu_us_per_push", "server CPU µs/push", False)],
     "broadcast": [("deliveries_per_second", "deliveries/s", True),
                   ("fan_out_p50_us", "fan-out p50 µs", False),
-                  ("fan_out_p99_us", "fan-out p99 µs", False), ("lost", "lost", False)],
+                  ("fan_out_p99_us", "fan-out p99 µs", False), ("lost", "lost", False),
+                  ("server_cpu_us_per_delivery", "server CPU µs/delivery", False)],
 }
 
 runs = {}
@@ -45,7 +48,7 @@ def spread(results, key):
     return f"{min(values):g}–{max(values):g}" if len(values) > 1 else ""
 
 
-print(f"{'run':<26} {'figure':<20} {'herald':>12} {'nchan':>12} {'herald/nchan':>13}")
+print(f"{'run':<26} {'figure':<24} {'herald':>12} {'nchan':>12} {'herald/nchan':>13}")
 for label, by_target in runs.items():
     herald, nchan = by_target.get("herald", []), by_target.get("nchan", [])
     rounds = max(len(herald), len(nchan))
@@ -60,5 +63,5 @@ for label, by_target in runs.items():
             notes.append(f"median of {rounds} rounds; herald {spread(herald, key)}, "
                          f"nchan {spread(nchan, key)}; "
                          f"{ahead(herald, nchan, key, higher_is_better)}")
-        print(f"{label:<26} {name:<20} {h if h is not None else '-':>12} "
+        print(f"{label:<26} {name:<24} {h if h is not None else '-':>12} "
               f"{n if n is not None else '-':>12} {ratio:>13}  {'; '.join(notes)}")

@@ -18,6 +18,18 @@ pub fn rss_bytes(pid: u32) -> Option<u64> {
     Some(kib * 1024)
 }
 
+/// CPU time process `pid` has used so far, user and system, all its threads
+/// (`utime` + `stime` in /proc/PID/stat; the kernel counts them in ticks of 10 ms).
+pub fn cpu_time(pid: u32) -> Option<Duration> {
+    const TICK_MILLIS: u64 = 10;
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The name (field 2) is in parentheses and may hold spaces: count after it.
+    let mut fields = stat[stat.rfind(')')? + 1..].split_whitespace();
+    let user: u64 = fields.nth(11)?.parse().ok()?;
+    let system: u64 = fields.next()?.parse().ok()?;
+    Some(Duration::from_millis(user.checked_add(system)?.checked_mul(TICK_MILLIS)?))
+}
+
 /// Memory the kernel holds for TCP sockets, in bytes (`TCP: … mem P` pages in
 /// /proc/net/sockstat): reported apart from the server's own memory.
 pub fn tcp_kernel_bytes() -> Option<u64> {
@@ -85,6 +97,11 @@ mod tests {
     #[test]
     fn this_machine_reports_memory() {
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
+        let busy = std::time::Instant::now();
+        while busy.elapsed() < Duration::from_millis(30) {
+            std::hint::black_box(now_micros());
+        }
+        assert!(cpu_time(std::process::id()).unwrap() > Duration::ZERO);
         assert!(tcp_kernel_bytes().is_some());
     }
 }

@@ -65,6 +65,33 @@ async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Er
     Ok(Streams { readers, connect_time: started.elapsed() })
 }
 
+/// The server's CPU time from [`ServerCpu::start`] on, when its pid is known: a figure
+/// the shared machine's scheduling moves far less than a latency.
+struct ServerCpu {
+    pid: Option<u32>,
+    at_start: Option<Duration>,
+}
+
+impl ServerCpu {
+    fn start(pid: Option<u32>) -> Self {
+        Self { pid, at_start: pid.and_then(measure::cpu_time) }
+    }
+
+    /// Microseconds of server CPU per `unit` (connection, push, delivery) since the
+    /// start, to a tenth. Coarse for short runs: the kernel counts in 10 ms ticks.
+    fn micros_per(&self, units: usize) -> Option<f64> {
+        let used = self.pid.and_then(measure::cpu_time)?.checked_sub(self.at_start?)?;
+        #[allow(clippy::cast_precision_loss)]
+        let per_unit = used.as_secs_f64() * 1e6 / units.max(1) as f64;
+        Some((per_unit * 10.0).round() / 10.0)
+    }
+}
+
+/// How a [`ServerCpu`] figure reads in a summary.
+fn cpu_summary(micros: Option<f64>, unit: &str) -> String {
+    micros.map_or_else(String::new, |micros| format!("; server CPU {micros} µs per {unit}"))
+}
+
 /// Waits until `done` holds, the drain time after `since` passes, or the deadline.
 async fn drain(done: impl Fn() -> bool, deadline: Instant) {
     let until = deadline.min(Instant::now() + DRAIN);
@@ -84,7 +111,9 @@ pub async fn hold(setup: &Setup, n: usize) -> Result<Report, Error> {
     let rss_before = setup.pid.and_then(measure::rss_bytes);
     let kernel_before = measure::tcp_kernel_bytes();
     let ignore: OnEvent = Arc::new(|_| {});
+    let cpu = ServerCpu::start(setup.pid);
     let streams = open(setup, n, &ignore).await?;
+    let cpu_per_connect = cpu.micros_per(n);
     tokio::time::sleep(Duration::from_secs(1)).await;
     let rss_after = setup.pid.and_then(measure::rss_bytes);
     let kernel_after = measure::tcp_kernel_bytes();
@@ -96,11 +125,12 @@ pub async fn hold(setup: &Setup, n: usize) -> Result<Report, Error> {
     let connects = per_second(n, streams.connect_time);
     eprintln!(
         "hold {n}: {connects:.0} connects/s; server RSS {} per connection ({} -> {}); \
-         kernel TCP memory {} per connection (both ends)",
+         kernel TCP memory {} per connection (both ends){}",
         rss_each.map_or("?".into(), |b| format!("{b} B")),
         rss_before.map_or("?".into(), |b| format!("{} MiB", b >> 20)),
         rss_after.map_or("?".into(), |b| format!("{} MiB", b >> 20)),
         kernel_each.map_or("?".into(), |b| format!("{b} B")),
+        cpu_summary(cpu_per_connect, "connect"),
     );
     streams.close();
     let mut report = Report::new();
@@ -111,6 +141,7 @@ pub async fn hold(setup: &Setup, n: usize) -> Result<Report, Error> {
     report.insert("rss_after_bytes".into(), json!(rss_after));
     report.insert("rss_bytes_per_connection".into(), json!(rss_each));
     report.insert("kernel_tcp_bytes_per_connection".into(), json!(kernel_each));
+    report.insert("server_cpu_us_per_connect".into(), json!(cpu_per_connect));
     Ok(report)
 }
 
@@ -141,6 +172,7 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
     });
     let streams = open(setup, n, &on_event).await?;
     let mut publisher = Publisher::connect(setup.target).await?;
+    let cpu = ServerCpu::start(setup.pid);
     let mut pick = Xorshift(0x9E37_79B9_7F4A_7C15);
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -157,6 +189,7 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
     }
     let received = || latencies.lock().map_or(0, |l| l.len());
     drain(|| received() >= sent, deadline).await;
+    let cpu_per_push = cpu.micros_per(sent);
     let connect_time = streams.connect_time;
     streams.close();
     let mut samples =
@@ -167,10 +200,11 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
     let lost = sent.saturating_sub(samples.len());
     eprintln!(
         "unicast {n} conns, {sent} pushes at {rate}/s: latency p50 {} ms, p99 {} ms, max {} ms; \
-         lost {lost}",
+         lost {lost}{}",
         millis(p50),
         millis(p99),
-        millis(max)
+        millis(max),
+        cpu_summary(cpu_per_push, "push"),
     );
     let mut report = Report::new();
     report.insert("scenario".into(), "unicast".into());
@@ -181,6 +215,7 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
     report.insert("latency_p99_us".into(), p99.into());
     report.insert("latency_max_us".into(), max.into());
     report.insert("lost".into(), lost.into());
+    report.insert("server_cpu_us_per_push".into(), json!(cpu_per_push));
     report.insert("connects_per_second".into(), json!(per_second(n, connect_time).round()));
     Ok(report)
 }
@@ -216,6 +251,7 @@ pub async fn broadcast(
     });
     let streams = open(setup, n, &on_event).await?;
     let mut publisher = Publisher::connect(setup.target).await?;
+    let cpu = ServerCpu::start(setup.pid);
     let mut sent_at = Vec::with_capacity(broadcasts);
     let mut pace = rate.map(|rate| {
         let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
@@ -239,8 +275,9 @@ pub async fn broadcast(
     let expected = sent_at.len() * n;
     drain(|| delivered.load(Relaxed) >= expected, deadline).await;
     let elapsed = started.elapsed();
-    streams.close();
     let got = delivered.load(Relaxed);
+    let cpu_per_delivery = cpu.micros_per(got);
+    streams.close();
     let mut fan_out: Vec<u64> = sent_at
         .iter()
         .enumerate()
@@ -257,11 +294,12 @@ pub async fn broadcast(
     let duplicates = got.saturating_sub(expected);
     eprintln!(
         "broadcast {n} conns, {} broadcasts: {rate:.0} deliveries/s; every subscriber reached \
-         in p50 {} ms, p99 {} ms; lost {lost} ({:.1} s)",
+         in p50 {} ms, p99 {} ms; lost {lost} ({:.1} s){}",
         sent_at.len(),
         millis(p50),
         millis(p99),
-        elapsed.as_secs_f64()
+        elapsed.as_secs_f64(),
+        cpu_summary(cpu_per_delivery, "delivery"),
     );
     let mut report = Report::new();
     report.insert("scenario".into(), "broadcast".into());
@@ -273,5 +311,6 @@ pub async fn broadcast(
     report.insert("fan_out_p99_us".into(), p99.into());
     report.insert("lost".into(), lost.into());
     report.insert("duplicates".into(), duplicates.into());
+    report.insert("server_cpu_us_per_delivery".into(), json!(cpu_per_delivery));
     Ok(report)
 }
