@@ -65,7 +65,12 @@ async fn run(config: Config) -> Result<(), String> {
         );
     }
     let state = AppState::new(config).map_err(|error| error.to_string())?;
-    server::serve(listener, state, shutdown_signal()).await;
+    // Served from a worker thread rather than this one: a task spawned on a worker (a
+    // connection's, at every accept) starts in that worker's own queue, where one
+    // spawned from outside goes through the runtime's shared queue and wakes a worker.
+    tokio::spawn(server::serve(listener, state, shutdown_signal()))
+        .await
+        .map_err(|error| format!("the server stopped: {error}"))?;
     Ok(())
 }
 
