@@ -65,6 +65,9 @@ async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Er
     Ok(Streams { readers, connect_time: started.elapsed() })
 }
 
+/// The least server CPU time a per-unit figure is given for: ten of the kernel's ticks.
+const MIN_CPU_MEASURED: Duration = Duration::from_millis(100);
+
 /// The server's CPU time from [`ServerCpu::start`] on, when its pid is known: a figure
 /// the shared machine's scheduling moves far less than a latency.
 struct ServerCpu {
@@ -78,9 +81,13 @@ impl ServerCpu {
     }
 
     /// Microseconds of server CPU per `unit` (connection, push, delivery) since the
-    /// start, to a tenth. Coarse for short runs: the kernel counts in 10 ms ticks.
+    /// start, to a tenth; none when the server used less than [`MIN_CPU_MEASURED`]
+    /// (the kernel counts in 10 ms ticks: a run of a few ticks says nothing).
     fn micros_per(&self, units: usize) -> Option<f64> {
         let used = self.pid.and_then(measure::cpu_time)?.checked_sub(self.at_start?)?;
+        if used < MIN_CPU_MEASURED {
+            return None;
+        }
         #[allow(clippy::cast_precision_loss)]
         let per_unit = used.as_secs_f64() * 1e6 / units.max(1) as f64;
         Some((per_unit * 10.0).round() / 10.0)
