@@ -97,11 +97,15 @@ mod tests {
     #[test]
     fn this_machine_reports_memory() {
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
+        assert!(tcp_kernel_bytes().is_some());
+    }
+
+    #[test]
+    fn this_machine_reports_cpu_time() {
         let busy = std::time::Instant::now();
         while busy.elapsed() < Duration::from_millis(30) {
             std::hint::black_box(now_micros());
         }
         assert!(cpu_time(std::process::id()).unwrap() > Duration::ZERO);
-        assert!(tcp_kernel_bytes().is_some());
     }
 }

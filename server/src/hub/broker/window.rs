@@ -27,7 +27,7 @@ pub(crate) const WINDOW: usize = 8;
 /// The longest a publisher waits for the oldest fan-out in flight. Its writers were
 /// waiting when it was queued, so they take it as soon as they run; the bound is for a
 /// runtime so overloaded that a pass over the connections takes longer than this.
-pub(crate) const WAIT_AT_MOST: Duration = Duration::from_secs(1);
+const WAIT_AT_MOST: Duration = Duration::from_secs(1);
 
 /// The large fan-outs in flight, oldest first.
 #[derive(Debug, Default)]
