@@ -6,7 +6,7 @@ export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/herald/target}"
 export CARGO_TERM_COLOR="${CARGO_TERM_COLOR:-never}"
 # cargo-leptos adds `--cfg erase_components` to RUSTFLAGS in debug builds (`make
 # watch`); cargo test and clippy use the same flags (scripts/test.sh) so both share
-# compiled dependencies (TOOLCHAIN.md, P9). Not exported: cargo-leptos would add it twice.
+# compiled dependencies (docs/toolchain.md, P9). Not exported: cargo-leptos would add it twice.
 LEPTOS_DEBUG_RUSTFLAGS="--cfg erase_components"
 # npm's wasm-opt (binaryen 132) must win over any older wasm-opt on PATH.
 export PATH="$PWD/end2end/node_modules/.bin:$HOME/.cargo/bin:$PATH"

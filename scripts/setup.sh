@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs whatever is missing to build and test Herald; skips what is already there.
 # Idempotent. Nothing here downloads from GitHub: every tool comes from crates.io,
-# npm or Debian (see ../shared/TOOLCHAIN.md for why each version is pinned).
+# npm or Debian (see docs/toolchain.md for why each version is pinned).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh

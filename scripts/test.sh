@@ -21,7 +21,7 @@ with_cfg cargo clippy -p frontend --target wasm32-unknown-unknown --features hyd
 
 phase "cargo test"
 with_cfg cargo test --workspace
-# The hub must stand alone, without Leptos (DESIGN §2).
+# The hub must stand alone, without Leptos (docs/contract.md §2).
 with_cfg cargo test -p server --no-default-features --lib
 
 phase "cargo fuzz (${FUZZ_SECONDS:-60} s per target)"

@@ -1,4 +1,4 @@
-//! The JSON and URLs the page exchanges with the Herald server (DESIGN §3), as the page sees them.
+//! The JSON and URLs the page exchanges with the Herald server (docs/contract.md §3), as the page sees them.
 //!
 //! These are the app's own types: the server has its own and the two are deliberately not
 //! shared, so that each side is checked against the contract rather than against the other's
@@ -7,14 +7,14 @@
 
 use serde::{Deserialize, Serialize};
 
-/// Longest client id or topic the server accepts (DESIGN §3.1).
+/// Longest client id or topic the server accepts (docs/contract.md §3.1).
 pub const MAX_ID_LEN: usize = 128;
 
 /// The `sessionStorage` key that keeps this tab's client id across reloads.
 pub const CLIENT_ID_KEY: &str = "herald.client_id";
 
 /// The `sessionStorage` key that keeps the id of the last client-stream event this tab saw,
-/// so a reload resumes where it left off (DESIGN §4).
+/// so a reload resumes where it left off (docs/contract.md §4).
 pub const LAST_EVENT_ID_KEY: &str = "herald.last_event_id";
 
 /// `sessionStorage` key of the subscriber token pasted on the page (secured servers).

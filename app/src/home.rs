@@ -7,7 +7,7 @@ use crate::{
     messages::MessageList, push::PushForm, stream::ClientStream, task::TaskPanel,
 };
 
-/// The one page (DESIGN §4).
+/// The one page (docs/contract.md §4).
 #[component]
 pub fn HomePage() -> impl IntoView {
     let stream = ClientStream::new();

@@ -1,6 +1,6 @@
 //! The task panel: starts the demo task and follows its task stream to the final event.
 //!
-//! A task stream is short-lived (DESIGN §1.2): `progress` events, one `done`, then the server
+//! A task stream is short-lived (docs/contract.md §1.2): `progress` events, one `done`, then the server
 //! ends the response. An `EventSource` would reconnect after that, so the page closes it the
 //! moment `done` arrives, before handling the data.
 

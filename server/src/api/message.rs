@@ -1,5 +1,5 @@
 //! A push's `message` field: a string is sent as it is; any other JSON value is sent
-//! as its compact JSON text (DESIGN 3.2).
+//! as its compact JSON text (docs/contract.md §3.2).
 //!
 //! The compact text is written while the request is parsed, value by value, instead
 //! of building a `serde_json::Value` tree and serializing it again: a push is mostly

@@ -1,4 +1,4 @@
-//! Every bad input of DESIGN §3 gets the status the contract names and a JSON body
+//! Every bad input of docs/contract.md §3 gets the status the contract names and a JSON body
 //! `{"error": "<for a person>"}` — never a 5xx.
 
 use reqwest::{Method, StatusCode};
