@@ -2,9 +2,10 @@
 //! pipelined requests, or garbage — are served by the real server over a real socket
 //! without a panic: the server answers with HTTP/1.x (never a 500) or closes, and once
 //! the client has finished sending it closes, unless it is answering with an event
-//! stream (a client that only half-closed may still be reading one). Covers the direct
-//! path's own request reading (heads, `Content-Length` bodies, keep-alive) and the
-//! hand-over to hyper.
+//! stream (a client that only half-closed may still be reading one). Covers the
+//! server's own HTTP/1.1 reading: heads and their RFC 9112 checks (the corpus holds a
+//! seed per rule: Host, Content-Length, Transfer-Encoding, field syntax, the request
+//! line), `Content-Length` and chunked bodies, `Expect`, `HEAD`, keep-alive.
 
 #![no_main]
 

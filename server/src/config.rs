@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use clap::Parser;
 
+use crate::api::forwarded::ForwardedHeader;
 use crate::auth::Secret;
 use crate::hub::jobs::JobOptions;
 use crate::hub::{BrokerOptions, HistoryOptions, HubOptions, RedisOptions};
@@ -104,14 +105,40 @@ pub struct Config {
     #[arg(long, env = "HERALD_SUBSCRIBER_SECRET", value_name = "SECRET", hide_env_values = true)]
     pub subscriber_secret: Option<Secret>,
 
-    /// Like --subscriber-secret, for tokens signed with RS256 or ES256: the PEM file of the public key.
+    /// Like --subscriber-secret, for tokens signed with a public-key algorithm (RS*, PS*, ES256, ES384, EdDSA): the PEM file of the public key. Repeat (or list, comma-separated, in the variable) to accept several keys at once, as when rotating them.
     #[arg(
-        long,
+        long = "subscriber-public-key",
         env = "HERALD_SUBSCRIBER_PUBLIC_KEY",
         value_name = "FILE",
-        conflicts_with = "subscriber_secret"
+        value_delimiter = ','
     )]
-    pub subscriber_public_key: Option<std::path::PathBuf>,
+    pub subscriber_public_keys: Vec<std::path::PathBuf>,
+
+    /// Like --subscriber-public-key, for every signing key of a JWKS file (an identity provider's jwks_uri document, saved); a token's `kid` picks its key.
+    #[arg(long, env = "HERALD_SUBSCRIBER_JWKS", value_name = "FILE")]
+    pub subscriber_jwks: Option<std::path::PathBuf>,
+
+    /// Subscriber tokens must name this audience in `aud` (repeat to accept any of several). Without it, `aud` is not checked.
+    #[arg(
+        long = "subscriber-audience",
+        env = "HERALD_SUBSCRIBER_AUDIENCES",
+        value_name = "AUD",
+        value_delimiter = ','
+    )]
+    pub subscriber_audiences: Vec<String>,
+
+    /// Subscriber tokens must come from this issuer (`iss`; repeat to accept any of several). Without it, `iss` is not checked.
+    #[arg(
+        long = "subscriber-issuer",
+        env = "HERALD_SUBSCRIBER_ISSUERS",
+        value_name = "ISS",
+        value_delimiter = ','
+    )]
+    pub subscriber_issuers: Vec<String>,
+
+    /// Clock skew allowed between a token's minter and this node [default: 5s, for `nbf` only; when set, for `nbf` and `exp`].
+    #[arg(long, env = "HERALD_TOKEN_LEEWAY", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub token_leeway: Option<Duration>,
 
     /// Also accept the subscriber token as a `token` query parameter (for short-lived tokens; Herald never logs it).
     #[arg(long, env = "HERALD_ALLOW_QUERY_TOKEN")]
@@ -125,9 +152,17 @@ pub struct Config {
     #[arg(long, env = "HERALD_MAX_CONNECTIONS", default_value_t = 100_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_connections: u32,
 
-    /// Event streams one source address may hold at once; more are refused with 429.
-    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Event streams one client address may hold at once; more are refused with 429. 0: no limit (the default: behind a proxy or a NAT one address is many people; see --trusted-proxy).
+    #[arg(long, env = "HERALD_MAX_CONNECTIONS_PER_IP", default_value_t = 0)]
     pub max_connections_per_ip: u32,
+
+    /// A reverse proxy (address or CIDR, e.g. 10.0.0.0/8 or ::1) whose forwarding header names the client's address, for per-address limits and logs; repeat for several. Without any, the connection's peer is the client.
+    #[arg(long = "trusted-proxy", env = "HERALD_TRUSTED_PROXIES", value_name = "CIDR", value_delimiter = ',', value_parser = proxy_network)]
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+
+    /// The header the trusted proxies write the client's address into.
+    #[arg(long, env = "HERALD_FORWARDED_HEADER", value_enum, default_value_t = ForwardedHeader::XForwardedFor)]
+    pub forwarded_header: ForwardedHeader,
 
     /// Pushes per second one publisher (publish key, or source address without keys) may send on average; more get 429 with Retry-After.
     #[arg(long, env = "HERALD_PUSH_RATE", default_value_t = 1_000, value_parser = clap::value_parser!(u32).range(1..))]
@@ -137,9 +172,17 @@ pub struct Config {
     #[arg(long, env = "HERALD_PUSH_BURST", default_value_t = 2_000, value_parser = clap::value_parser!(u32).range(1..))]
     pub push_burst: u32,
 
-    /// A connection must send its request headers within this long of connecting (slowloris); a small request body read whole gets as long again.
+    /// A request's headers must arrive within this long: of connecting, for a connection's first request; of its first byte, for later ones (slowloris).
     #[arg(long, env = "HERALD_HEADER_TIMEOUT", default_value = "10s", value_parser = positive_duration)]
     pub header_timeout: Duration,
+
+    /// A request's body must arrive within this long of its headers (408 otherwise).
+    #[arg(long, env = "HERALD_BODY_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
+    pub body_timeout: Duration,
+
+    /// A kept-alive connection idle this long between requests is closed (nginx's keepalive_timeout).
+    #[arg(long, env = "HERALD_KEEPALIVE_TIMEOUT", default_value = "75s", value_parser = positive_duration)]
+    pub keepalive_timeout: Duration,
 
     /// A peer that takes no data for this long while Herald has some to send is disconnected (dead or stalled peer).
     #[arg(long, env = "HERALD_WRITE_TIMEOUT", default_value = "30s", value_parser = positive_duration)]
@@ -237,6 +280,13 @@ fn positive_duration(text: &str) -> Result<Duration, String> {
         Ok(duration) => Ok(duration),
         Err(error) => Err(format!("{error} (examples: 15s, 500ms, 2m)")),
     }
+}
+
+/// A CIDR (`10.0.0.0/8`), or one address (`127.0.0.1`, `::1`) as a network of one.
+fn proxy_network(text: &str) -> Result<ipnet::IpNet, String> {
+    text.parse::<ipnet::IpNet>()
+        .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+        .map_err(|_| "must be an address or a CIDR, such as 10.0.0.0/8 or ::1".to_owned())
 }
 
 fn redis_url(text: &str) -> Result<String, String> {

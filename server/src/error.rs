@@ -27,8 +27,8 @@ pub enum ApiError {
     Forbidden(String),
     /// 404: no such resource.
     NotFound(String),
-    /// 405: the path exists, the method does not.
-    MethodNotAllowed,
+    /// 405: the path exists, the method does not; the text says what to do instead.
+    MethodNotAllowed(String),
     /// 409: the request conflicts with the resource's state.
     Conflict(String),
     /// 413: a body or message over its limit.
@@ -50,7 +50,7 @@ impl ApiError {
             Self::Unauthorized(_) => StatusCode::UNAUTHORIZED,
             Self::Forbidden(_) => StatusCode::FORBIDDEN,
             Self::NotFound(_) => StatusCode::NOT_FOUND,
-            Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            Self::MethodNotAllowed(_) => StatusCode::METHOD_NOT_ALLOWED,
             Self::Conflict(_) => StatusCode::CONFLICT,
             Self::PayloadTooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -92,8 +92,8 @@ impl std::fmt::Display for ApiError {
             | Self::PayloadTooLarge(text)
             | Self::UnsupportedMediaType(text)
             | Self::TooManyRequests(text)
+            | Self::MethodNotAllowed(text)
             | Self::Unavailable(text) => f.write_str(text),
-            Self::MethodNotAllowed => f.write_str("method not allowed on this path"),
             Self::ShuttingDown => HubError::ShuttingDown.fmt(f),
         }
     }

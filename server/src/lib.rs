@@ -22,8 +22,8 @@
 //! - [`api`]: the HTTP endpoints of the contract, and [`error`] for their failures.
 //! - [`limits`]: streams per node and per address, pushes per second per publisher.
 //! - [`metrics`]: counters rendered for Prometheus.
-//! - [`net`]: accepting and serving connections: guards (header and write timeouts,
-//!   keepalive), hyper, and a lean direct path for event streams.
+//! - [`net`]: accepting connections and serving HTTP/1.1 on them: request heads held
+//!   to RFC 9112, time limits on every phase, a lean writer for event streams.
 //! - [`server`]: the router and the serve loop with graceful shutdown.
 
 #![warn(missing_docs, unreachable_pub)]

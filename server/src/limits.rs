@@ -17,7 +17,8 @@ use crate::metrics::Limit;
 #[derive(Debug)]
 pub struct ConnectionLimits {
     max_total: usize,
-    max_per_address: usize,
+    /// `None`: streams are not counted per address.
+    max_per_address: Option<usize>,
     open: Arc<Mutex<OpenStreams>>,
 }
 
@@ -30,7 +31,8 @@ struct OpenStreams {
 /// Held by an open stream; gives its place back when dropped.
 #[derive(Debug)]
 pub struct ConnectionPermit {
-    address: IpAddr,
+    /// The address it counts against, when streams are counted per address.
+    address: Option<IpAddr>,
     open: Arc<Mutex<OpenStreams>>,
 }
 
@@ -38,18 +40,19 @@ impl Drop for ConnectionPermit {
     fn drop(&mut self) {
         let mut open = lock(&self.open);
         open.total = open.total.saturating_sub(1);
-        if let Some(count) = open.by_address.get_mut(&self.address) {
+        let Some(address) = self.address else { return };
+        if let Some(count) = open.by_address.get_mut(&address) {
             *count -= 1;
             if *count == 0 {
-                open.by_address.remove(&self.address);
+                open.by_address.remove(&address);
             }
         }
     }
 }
 
 impl ConnectionLimits {
-    /// At most `max_total` streams, and `max_per_address` from one address.
-    pub fn new(max_total: usize, max_per_address: usize) -> Self {
+    /// At most `max_total` streams, and `max_per_address` (if any) from one address.
+    pub fn new(max_total: usize, max_per_address: Option<usize>) -> Self {
         Self { max_total, max_per_address, open: Arc::default() }
     }
 
@@ -62,13 +65,19 @@ impl ConnectionLimits {
         if open.total >= self.max_total {
             return Err(Limit::Connections);
         }
-        let from_address = open.by_address.entry(address).or_insert(0);
-        if *from_address >= self.max_per_address {
-            return Err(Limit::ConnectionsPerAddress);
-        }
-        *from_address += 1;
+        let counted = match self.max_per_address {
+            None => None,
+            Some(max) => {
+                let from_address = open.by_address.entry(address).or_insert(0);
+                if *from_address >= max {
+                    return Err(Limit::ConnectionsPerAddress);
+                }
+                *from_address += 1;
+                Some(address)
+            }
+        };
         open.total += 1;
-        Ok(ConnectionPermit { address, open: self.open.clone() })
+        Ok(ConnectionPermit { address: counted, open: self.open.clone() })
     }
 }
 
@@ -148,7 +157,7 @@ mod tests {
 
     #[test]
     fn streams_are_limited_in_total_and_per_address() {
-        let limits = ConnectionLimits::new(3, 2);
+        let limits = ConnectionLimits::new(3, Some(2));
         let a: IpAddr = "127.0.0.1".parse().unwrap();
         let b: IpAddr = "127.0.0.2".parse().unwrap();
         let first = limits.acquire(a).unwrap();
@@ -158,6 +167,17 @@ mod tests {
         assert_eq!(limits.acquire(b).unwrap_err(), Limit::Connections);
         drop(first);
         assert!(limits.acquire(a).is_ok(), "a closed stream gives its place back");
+    }
+
+    #[test]
+    fn without_a_per_address_limit_only_the_total_counts() {
+        let limits = ConnectionLimits::new(2, None);
+        let a: IpAddr = "127.0.0.1".parse().unwrap();
+        let first = limits.acquire(a).unwrap();
+        let _second = limits.acquire(a).unwrap();
+        assert_eq!(limits.acquire(a).unwrap_err(), Limit::Connections);
+        drop(first);
+        assert!(limits.acquire(a).is_ok());
     }
 
     #[tokio::test(start_paused = true)]

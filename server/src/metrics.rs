@@ -42,15 +42,17 @@ pub enum Limit {
     Size,
     /// A connection that did not send its request headers in time (closed).
     HeaderTimeout,
-    /// A small request body, read whole, that did not arrive in time (408, closed).
+    /// A request body that did not arrive in time (408, closed).
     BodyTimeout,
+    /// A kept-alive connection idle between requests for too long (closed).
+    KeepaliveTimeout,
     /// A peer that took no data within the write timeout (closed).
     WriteTimeout,
 }
 
 impl Limit {
     /// Every limit, for metrics.
-    pub const ALL: [Limit; 8] = [
+    pub const ALL: [Limit; 9] = [
         Self::Connections,
         Self::ConnectionsPerAddress,
         Self::PushRate,
@@ -58,6 +60,7 @@ impl Limit {
         Self::Size,
         Self::HeaderTimeout,
         Self::BodyTimeout,
+        Self::KeepaliveTimeout,
         Self::WriteTimeout,
     ];
 
@@ -71,6 +74,7 @@ impl Limit {
             Self::Size => "size",
             Self::HeaderTimeout => "header_timeout",
             Self::BodyTimeout => "body_timeout",
+            Self::KeepaliveTimeout => "keepalive_timeout",
             Self::WriteTimeout => "write_timeout",
         }
     }

@@ -31,7 +31,10 @@ pub async fn serve(
     let grace = state.config.shutdown_grace;
     let guards = Guards {
         header_timeout: state.config.header_timeout,
+        body_timeout: state.config.body_timeout,
+        keepalive_timeout: state.config.keepalive_timeout,
         write_timeout: state.config.write_timeout,
+        max_body_bytes: state.config.max_body_bytes as usize,
     };
     let app = router(state);
     let stop_hub = hub.clone();

@@ -1,8 +1,11 @@
 //! What every request handler shares.
 
 use std::ops::Deref;
+use std::path::Path;
 use std::sync::Arc;
 
+use crate::api::forwarded::TrustedProxies;
+use crate::auth::token::{TokenRules, VerificationKey};
 use crate::auth::{PublishKeys, SubscriberAuth};
 use crate::config::Config;
 use crate::hub::{Hub, StartError};
@@ -29,6 +32,8 @@ pub struct Shared {
     pub subscribers: Option<SubscriberAuth>,
     /// CORS for the API (none: same origin only).
     pub cors: Option<tower_http::cors::CorsLayer>,
+    /// The reverse proxies whose forwarding header names the client.
+    pub trusted_proxies: TrustedProxies,
     /// Open streams in total and per source address.
     pub connection_limits: Arc<ConnectionLimits>,
     /// Pushes per second per publisher.
@@ -52,9 +57,13 @@ impl AppState {
             publish_keys: PublishKeys::new(config.publish_keys.clone()),
             subscribers: subscriber_auth(&config)?,
             cors: crate::api::cors::layer(&config.cors_origins).map_err(StartError)?,
+            trusted_proxies: TrustedProxies::new(
+                config.trusted_proxies.clone(),
+                config.forwarded_header,
+            ),
             connection_limits: Arc::new(ConnectionLimits::new(
                 config.max_connections as usize,
-                config.max_connections_per_ip as usize,
+                Some(config.max_connections_per_ip as usize).filter(|&max| max > 0),
             )),
             push_rate: Arc::new(PushRate::new(config.push_rate, config.push_burst)),
             config: Arc::new(config),
@@ -77,16 +86,36 @@ impl axum::extract::FromRef<AppState> for leptos::config::LeptosOptions {
     }
 }
 
-/// The subscriber token check `config` asks for, if any.
+/// The subscriber token check `config` asks for, if any: every key it names (a
+/// secret, PEM files, a JWKS) verifies, so keys can be rotated.
 fn subscriber_auth(config: &Config) -> Result<Option<SubscriberAuth>, StartError> {
-    let allow_query = config.allow_query_token;
+    let mut keys = Vec::new();
     if let Some(secret) = &config.subscriber_secret {
-        return Ok(Some(SubscriberAuth::hmac(secret, allow_query)));
+        keys.push(VerificationKey::secret(secret));
     }
-    let Some(path) = &config.subscriber_public_key else { return Ok(None) };
-    let pem = std::fs::read(path)
-        .map_err(|error| StartError(format!("cannot read {}: {error}", path.display())))?;
-    SubscriberAuth::public_key(&pem, allow_query)
-        .map(Some)
-        .map_err(|error| StartError(format!("{}: {error}", path.display())))
+    for path in &config.subscriber_public_keys {
+        keys.push(VerificationKey::from_pem(&read(path)?).map_err(|error| in_file(path, &error))?);
+    }
+    if let Some(path) = &config.subscriber_jwks {
+        keys.extend(
+            VerificationKey::from_jwks(&read(path)?).map_err(|error| in_file(path, &error))?,
+        );
+    }
+    if keys.is_empty() {
+        return Ok(None);
+    }
+    let rules = TokenRules {
+        audiences: config.subscriber_audiences.clone(),
+        issuers: config.subscriber_issuers.clone(),
+        leeway: config.token_leeway,
+    };
+    Ok(Some(SubscriberAuth::new(keys, rules, config.allow_query_token)))
+}
+
+fn read(path: &Path) -> Result<Vec<u8>, StartError> {
+    std::fs::read(path).map_err(|error| in_file(path, &error.to_string()))
+}
+
+fn in_file(path: &Path, error: &str) -> StartError {
+    StartError(format!("{}: {error}", path.display()))
 }

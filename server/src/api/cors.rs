@@ -26,6 +26,9 @@ pub fn layer(origins: &[String]) -> Result<Option<CorsLayer>, String> {
             header::CACHE_CONTROL,
             HeaderName::from_static("last-event-id"),
         ])
+        // What a client must read beyond the CORS-safelisted headers: when to retry
+        // after a 429 or 503, why a 401 was refused, where a created task lives.
+        .expose_headers([header::RETRY_AFTER, header::WWW_AUTHENTICATE, header::LOCATION])
         .max_age(Duration::from_secs(600));
     if origins.iter().any(|origin| origin == "*") {
         if origins.len() > 1 {

@@ -6,6 +6,7 @@ use axum::http::header;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
+use crate::state::AppState;
 
 /// A JSON body.
 #[derive(Debug, FromRequest)]
@@ -29,15 +30,77 @@ where
         let essence =
             content_type.unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
         match essence.as_str() {
-            "application/x-www-form-urlencoded" => {
-                let axum::Form(value) = axum::Form::<T>::from_request(request, state).await?;
-                Ok(Self(value))
-            }
+            "application/x-www-form-urlencoded" => Ok(Self(form_body(request, state).await?)),
             "application/json" => Ok(Self(json_body(request, state).await?)),
             _ => Err(ApiError::UnsupportedMediaType(
                 "send the body as application/json or application/x-www-form-urlencoded".to_owned(),
             )),
         }
+    }
+}
+
+/// Parses a form body as browsers and HTML forms send it, so that a plain `<form>`
+/// works as its author expects:
+///
+/// - a field left blank is absent (a form sends every input, filled or not: a
+///   target picker with three inputs sends `client_id=&topic=&broadcast=true`);
+/// - a field given twice with one value counts once; given with different values it
+///   is refused (which would the author mean?), except for a checkbox behind its
+///   hidden default (`broadcast=false&broadcast=on`, as Rails' `check_box` writes
+///   it), where, as in Rails, PHP and Django, the last one wins.
+async fn form_body<T, S>(request: Request, state: &S) -> Result<T, ApiError>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    let body = bytes::Bytes::from_request(request, state).await?;
+    let fields = form_fields(&body)?;
+    serde_urlencoded::from_str(&fields)
+        .map_err(|error| ApiError::BadRequest(format!("invalid form body: {error}")))
+}
+
+/// The form's fields after the rules of [`form_body`], encoded again.
+fn form_fields(body: &[u8]) -> Result<String, ApiError> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (name, value) in form_urlencoded::parse(body) {
+        if value.trim().is_empty() {
+            continue;
+        }
+        match fields.iter_mut().find(|(known, _)| *known == name) {
+            None => fields.push((name.into_owned(), value.into_owned())),
+            Some((_, earlier)) if *earlier == value => {}
+            Some((_, earlier)) if is_checkbox_value(earlier) && is_checkbox_value(&value) => {
+                *earlier = value.into_owned();
+            }
+            Some(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "{name} is given twice with different values; give it once"
+                )));
+            }
+        }
+    }
+    let mut encoded = form_urlencoded::Serializer::new(String::new());
+    encoded.extend_pairs(&fields);
+    Ok(encoded.finish())
+}
+
+/// What checkboxes and their hidden defaults send.
+pub(super) fn is_checkbox_value(value: &str) -> bool {
+    checkbox_value(value).is_some()
+}
+
+/// A checkbox's value as a boolean: `on` (what a checked box sends by default),
+/// `true`, `1`, `yes`; `off`, `false`, `0`, `no` (hidden defaults). Case-insensitive.
+pub(super) fn checkbox_value(value: &str) -> Option<bool> {
+    const CHECKED: [&str; 4] = ["on", "true", "1", "yes"];
+    const UNCHECKED: [&str; 4] = ["off", "false", "0", "no"];
+    let value = value.trim();
+    if CHECKED.iter().any(|word| value.eq_ignore_ascii_case(word)) {
+        Some(true)
+    } else if UNCHECKED.iter().any(|word| value.eq_ignore_ascii_case(word)) {
+        Some(false)
+    } else {
+        None
     }
 }
 
@@ -69,19 +132,55 @@ pub(super) struct ApiQuery<T>(pub T);
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(super) struct ApiPath<T>(pub T);
 
-/// The address the request came from (unspecified when the server was not started
-/// with connection info, as in router-level tests).
+/// The address of the client the request comes from: the connection's peer, or,
+/// from a trusted proxy, the client it names (see [`super::forwarded`]). Unspecified
+/// when the server was not started with connection info, as in router-level tests.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Peer(pub std::net::IpAddr);
 
-impl<S: Send + Sync> FromRequestParts<S> for Peer {
+impl FromRequestParts<AppState> for Peer {
     type Rejection = std::convert::Infallible;
 
     async fn from_request_parts(
         parts: &mut axum::http::request::Parts,
-        _state: &S,
+        state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let info = parts.extensions.get::<axum::extract::ConnectInfo<crate::net::PeerAddr>>();
-        Ok(Self(info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |info| info.0.0.ip())))
+        let peer = info.map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |info| info.0.0.ip());
+        Ok(Self(state.trusted_proxies.client_address(peer, &parts.headers)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(body: &str) -> Result<String, ApiError> {
+        form_fields(body.as_bytes())
+    }
+
+    #[test]
+    fn blank_form_fields_are_absent() {
+        assert_eq!(fields("client_id=&topic=+&broadcast=true&event=").unwrap(), "broadcast=true");
+        assert_eq!(fields("message=hi+there").unwrap(), "message=hi+there");
+    }
+
+    #[test]
+    fn repeated_form_fields_must_agree_unless_they_are_a_checkbox() {
+        assert_eq!(fields("topic=a&topic=a").unwrap(), "topic=a");
+        assert!(fields("client_id=a&client_id=b").is_err());
+        assert_eq!(fields("broadcast=false&broadcast=on").unwrap(), "broadcast=on");
+        assert_eq!(fields("broadcast=0&broadcast=").unwrap(), "broadcast=0");
+    }
+
+    #[test]
+    fn checkbox_values_are_the_words_forms_send() {
+        for word in ["on", "ON", "true", "1", "yes"] {
+            assert_eq!(checkbox_value(word), Some(true), "{word}");
+        }
+        for word in ["off", "false", "0", "No"] {
+            assert_eq!(checkbox_value(word), Some(false), "{word}");
+        }
+        assert_eq!(checkbox_value("maybe"), None);
     }
 }

@@ -11,7 +11,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::extract::{ApiJson, ApiPath, ApiQuery, Peer};
-use super::{admit, event_stream_response, last_event_id};
+use super::resume::{QueryPosition, resume_from};
+use super::{admit, event_stream_response};
 use crate::auth::{Claims, TokenRefusal};
 use crate::error::ApiError;
 use crate::hub::jobs::{JobSnapshot, Outcome, Watch};
@@ -75,9 +76,13 @@ struct FinishRequest {
     error: Option<String>,
 }
 
+/// The stream's query: a token, and the last event id under either name a client
+/// may use (see [`super::resume`]).
 #[derive(Debug, Deserialize)]
 struct EventsQuery {
     last_event_id: Option<String>,
+    #[serde(rename = "lastEventId")]
+    polyfill_last_event_id: Option<String>,
     token: Option<String>,
 }
 
@@ -198,8 +203,14 @@ async fn events(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let claims = authorize_watcher(&state, &headers, query.token.as_deref(), &id)?;
-    let options = state.config.stream_options().expiring(claims.map(|claims| claims.remaining()));
-    let last_seen = last_event_id(&headers, query.last_event_id.as_deref());
+    let expires_in =
+        state.subscribers.as_ref().zip(claims).map(|(auth, claims)| auth.expires_in(&claims));
+    let options = state.config.stream_options().expiring(expires_in);
+    let position = QueryPosition {
+        last_event_id: query.last_event_id,
+        polyfill: query.polyfill_last_event_id,
+    };
+    let last_seen = resume_from(&headers, &position)?;
     Ok(match state.hub.jobs().watch(&id, last_seen).await? {
         Watch::Stream(subscription) => {
             event_stream_response(subscription, options, admit(&state, address)?)

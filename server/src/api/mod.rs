@@ -3,11 +3,13 @@
 
 pub mod cors;
 mod extract;
+pub mod forwarded;
 mod jobs;
 mod message;
 mod ops;
 mod presence;
 mod push;
+mod resume;
 mod subscribe;
 
 use axum::Router;
@@ -35,7 +37,11 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(jobs::routes())
         .merge(presence::routes())
         .merge(ops::routes())
-        .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
+        .method_not_allowed_fallback(|| async {
+            ApiError::MethodNotAllowed(
+                "method not allowed on this path (see the Allow header)".to_owned(),
+            )
+        })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
         .layer(middleware::from_fn_with_state(state.clone(), gate));
     // Outermost, so that preflight requests are answered before any check.
@@ -43,16 +49,6 @@ pub fn router(state: &AppState) -> Router<AppState> {
         Some(cors) => router.layer(cors),
         None => router,
     }
-}
-
-/// Whether `path` is one of the event streams (`/sse`, `/jobs/ID/events`): the
-/// long-lived responses the server answers on its lean path (see [`crate::net`]).
-pub fn is_event_stream(path: &str) -> bool {
-    path == "/sse"
-        || path
-            .strip_prefix("/jobs/")
-            .and_then(|rest| rest.strip_suffix("/events"))
-            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// The checks every API request passes. A node shutting down answers 503, so load
@@ -165,15 +161,4 @@ fn with_stream_headers(body: axum::body::Body) -> Response {
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache, no-transform"));
     headers.insert("x-accel-buffering", HeaderValue::from_static("no"));
     response
-}
-
-/// The client's last seen event id: the `Last-Event-ID` header an EventSource sends
-/// when it reconnects, else the `last_event_id` query parameter a page uses for its
-/// first connection (EventSource cannot set headers).
-fn last_event_id<'a>(headers: &'a HeaderMap, query: Option<&'a str>) -> Option<&'a str> {
-    headers
-        .get("last-event-id")
-        .and_then(|value| value.to_str().ok())
-        .or(query)
-        .filter(|id| !id.is_empty())
 }

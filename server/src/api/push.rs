@@ -5,14 +5,28 @@ use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::extract::JsonOrForm;
+use super::extract::{JsonOrForm, checkbox_value};
 use super::message::Message;
 use crate::error::ApiError;
 use crate::hub::types::{EventName, Target};
 use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
-    Router::new().route("/push", post(push))
+    Router::new().route("/push", post(push).fallback(how_to_push))
+}
+
+/// The answer to any other method on `/push` (a page that pushes with
+/// `GET /push?client_id=…&message=…`, as some tutorials do): a 405 that says how to
+/// push instead. A `GET` never pushes: it must be safe to repeat (RFC 9110 §9.2.1),
+/// and browsers, proxies and crawlers repeat it.
+async fn how_to_push() -> ApiError {
+    ApiError::MethodNotAllowed(
+        "push with POST /push, not with this method: send JSON (Content-Type: application/json) \
+         {\"client_id\": \"alice\", \"message\": \"hi\"}, or form fields \
+         (Content-Type: application/x-www-form-urlencoded) client_id|topic|broadcast, message, \
+         event; for example: curl -d client_id=alice -d message=hi http://HOST/push"
+            .to_owned(),
+    )
 }
 
 /// The request body, as JSON or form fields.
@@ -21,9 +35,30 @@ pub(super) fn routes() -> Router<AppState> {
 struct PushRequest {
     client_id: Option<String>,
     topic: Option<String>,
+    #[serde(default, deserialize_with = "checkbox")]
     broadcast: Option<bool>,
     message: Option<Message>,
     event: Option<String>,
+}
+
+/// `true`/`false`, or what a form's checkbox sends for it (`on`; see
+/// [`checkbox_value`]).
+fn checkbox<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Flag {
+        Bool(bool),
+        Word(String),
+    }
+    match Option::<Flag>::deserialize(deserializer)? {
+        None => Ok(None),
+        Some(Flag::Bool(flag)) => Ok(Some(flag)),
+        Some(Flag::Word(word)) => checkbox_value(&word).map(Some).ok_or_else(|| {
+            serde::de::Error::custom(format!(
+                "broadcast must be true or false (or a checkbox's on), not {word:?}"
+            ))
+        }),
+    }
 }
 
 #[derive(Debug, Serialize)]

@@ -7,7 +7,8 @@ use axum::response::Response;
 use axum::routing::get;
 
 use super::extract::Peer;
-use super::{admit, event_stream_response, last_event_id, retry_later_response};
+use super::resume::{QueryPosition, resume_from};
+use super::{admit, event_stream_response, retry_later_response};
 use crate::auth::{Claims, SubscriberAuth, TokenRefusal};
 use crate::error::ApiError;
 use crate::hub::HubError;
@@ -33,9 +34,9 @@ async fn subscribe(
     }
     let expires_in = match &state.subscribers {
         None => None,
-        Some(auth) => Some(query.authorize(auth, &headers)?.remaining()),
+        Some(auth) => Some(auth.expires_in(&query.authorize(auth, &headers)?)),
     };
-    let resume_from = last_event_id(&headers, query.last_event_id.as_deref());
+    let resume_from = resume_from(&headers, &query.position)?;
     let options = state.config.stream_options().expiring(expires_in);
     let permit = admit(&state, address)?;
     match state.hub.subscribe(query.client_id, query.topics, resume_from).await {
@@ -48,13 +49,14 @@ async fn subscribe(
     }
 }
 
-/// `client_id` (once), `topic` (any number of times), `last_event_id` (at most once);
-/// other parameters are ignored so that pages may add their own (cache busters, say).
+/// `client_id` (once), `topic` (any number of times), `last_event_id` and its
+/// polyfill's name `lastEventId` (each at most once, see [`super::resume`]); other
+/// parameters are ignored so that pages may add their own (cache busters, say).
 #[derive(Debug)]
 struct SubscribeQuery {
     client_id: ClientId,
     topics: Vec<Topic>,
-    last_event_id: Option<String>,
+    position: QueryPosition,
     token: Option<String>,
 }
 
@@ -62,7 +64,7 @@ impl SubscribeQuery {
     fn parse(query: &str) -> Result<Self, ApiError> {
         let mut client_id = None;
         let mut topics = Vec::new();
-        let mut last_event_id = None;
+        let mut position = QueryPosition::default();
         let mut token = None;
         for (key, value) in form_urlencoded::parse(query.as_bytes()) {
             match &*key {
@@ -71,19 +73,15 @@ impl SubscribeQuery {
                 }
                 "client_id" => client_id = Some(value.parse::<ClientId>()?),
                 "topic" => topics.push(value.parse::<Topic>()?),
-                "last_event_id" if last_event_id.is_some() => {
-                    return Err(ApiError::BadRequest(
-                        "last_event_id must be given once".to_owned(),
-                    ));
-                }
-                "last_event_id" => last_event_id = Some(value.into_owned()),
                 "token" => token = Some(value.into_owned()),
-                _ => {}
+                _ => {
+                    position.take(&key, &value)?;
+                }
             }
         }
         let client_id =
             client_id.ok_or_else(|| ApiError::BadRequest("client_id is required".to_owned()))?;
-        Ok(Self { client_id, topics, last_event_id, token })
+        Ok(Self { client_id, topics, position, token })
     }
 
     /// The request's subscriber token, checked against what it asks for: this client

@@ -6,11 +6,16 @@
 //! HttpOnly cookie the backend sets; non-browser clients send `Authorization: Bearer`;
 //! a `token` query parameter is accepted only when enabled, for short-lived tokens
 //! (query strings end up in proxies' logs; Herald never logs them).
+//!
+//! Tokens may come from an identity provider: its registered claims (RFC 7519 §4.1:
+//! `aud`, `iss`, `nbf`, `iat`) are accepted, and checked where [`TokenRules`] say so;
+//! several keys (PEM files, a JWKS with `kid`s) verify at once, for key rotation.
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use axum::http::{HeaderMap, header};
 use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::jwk::{JwkSet, PublicKeyUse};
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
@@ -44,12 +49,6 @@ impl Claims {
     pub fn allows_job(&self, id: &str) -> bool {
         self.jobs.iter().any(|allowed| allowed == "*" || allowed == id)
     }
-
-    /// How long until the token expires (zero if it has).
-    pub fn remaining(&self) -> Duration {
-        let expiry = UNIX_EPOCH + Duration::from_secs(self.exp);
-        expiry.duration_since(SystemTime::now()).unwrap_or_default()
-    }
 }
 
 /// Why a subscriber was refused.
@@ -63,6 +62,14 @@ pub enum TokenRefusal {
     Invalid,
     /// A valid token past its expiry (401).
     Expired,
+    /// A valid token used before its `nbf` (401).
+    NotYetValid,
+    /// A token for an audience this node is not (401).
+    WrongAudience,
+    /// A token from an issuer this node does not accept (401).
+    WrongIssuer,
+    /// A token without a claim this node requires, or with one it cannot read (401).
+    MissingClaim(String),
     /// A valid token for another client id (403).
     WrongClient,
     /// A valid token that does not list this topic (403).
@@ -74,7 +81,17 @@ pub enum TokenRefusal {
 impl TokenRefusal {
     /// Whether the client must authenticate (401), as opposed to being forbidden (403).
     pub fn is_unauthenticated(&self) -> bool {
-        matches!(self, Self::Missing | Self::QueryNotAllowed | Self::Invalid | Self::Expired)
+        matches!(
+            self,
+            Self::Missing
+                | Self::QueryNotAllowed
+                | Self::Invalid
+                | Self::Expired
+                | Self::NotYetValid
+                | Self::WrongAudience
+                | Self::WrongIssuer
+                | Self::MissingClaim(_)
+        )
     }
 }
 
@@ -88,6 +105,14 @@ impl std::fmt::Display for TokenRefusal {
             Self::QueryNotAllowed => f.write_str("tokens in the query string are not enabled"),
             Self::Invalid => f.write_str("the subscriber token is not valid"),
             Self::Expired => f.write_str("the subscriber token has expired"),
+            Self::NotYetValid => f.write_str("the subscriber token is not valid yet (nbf)"),
+            Self::WrongAudience => {
+                f.write_str("the subscriber token is for another audience (aud)")
+            }
+            Self::WrongIssuer => f.write_str("the subscriber token is from another issuer (iss)"),
+            Self::MissingClaim(claim) => {
+                write!(f, "the subscriber token lacks a valid {claim} claim")
+            }
             Self::WrongClient => f.write_str("the subscriber token is for another client_id"),
             Self::TopicNotAllowed(topic) => {
                 write!(f, "the subscriber token does not allow topic {topic}")
@@ -99,52 +124,142 @@ impl std::fmt::Display for TokenRefusal {
 
 impl std::error::Error for TokenRefusal {}
 
-/// Checks subscriber tokens.
-#[derive(Clone)]
-pub struct SubscriberAuth {
-    key: DecodingKey,
-    validation: Validation,
-    allow_query: bool,
+/// Checks on a token's registered claims beyond its signature and `exp` (RFC 7519
+/// §4.1), for tokens minted by an identity provider.
+#[derive(Debug, Clone, Default)]
+pub struct TokenRules {
+    /// Accepted `aud` values; a token must name one of them. Empty: `aud` is not
+    /// checked (and a token that has one is not refused for it).
+    pub audiences: Vec<String>,
+    /// Accepted `iss` values. Empty: `iss` is not checked.
+    pub issuers: Vec<String>,
+    /// Clock skew allowed between the token's minter and this node. `None`: the
+    /// default [`DEFAULT_NBF_LEEWAY`] for `nbf`, and none for `exp`; set, it applies
+    /// to both.
+    pub leeway: Option<Duration>,
 }
 
-impl std::fmt::Debug for SubscriberAuth {
+/// The clock skew allowed on `nbf` when none is configured: identity providers set
+/// `nbf` to the moment they mint, and a node whose clock is a little behind would
+/// otherwise refuse every fresh token.
+pub const DEFAULT_NBF_LEEWAY: Duration = Duration::from_secs(5);
+
+impl TokenRules {
+    fn nbf_leeway(&self) -> Duration {
+        self.leeway.unwrap_or(DEFAULT_NBF_LEEWAY)
+    }
+
+    fn exp_leeway(&self) -> Duration {
+        self.leeway.unwrap_or_default()
+    }
+}
+
+/// A key tokens may be signed with: an HMAC secret, a PEM public key, or one key of
+/// a JWKS (RFC 7517).
+#[derive(Clone)]
+pub struct VerificationKey {
+    /// The JWKS `kid`: a token whose header names a `kid` is checked only against
+    /// keys with that `kid` (and keys that have none).
+    kid: Option<String>,
+    /// The JWKS `alg`, when the key is restricted to one algorithm.
+    algorithm: Option<Algorithm>,
+    key: DecodingKey,
+}
+
+impl std::fmt::Debug for VerificationKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SubscriberAuth")
-            .field("algorithms", &self.validation.algorithms)
-            .field("allow_query", &self.allow_query)
+        f.debug_struct("VerificationKey")
+            .field("kid", &self.kid)
+            .field("family", &self.key.family())
             .finish_non_exhaustive()
     }
 }
 
-impl SubscriberAuth {
-    /// Tokens signed with HS256 and `secret`.
-    pub fn hmac(secret: &Secret, allow_query: bool) -> Self {
-        Self::with_key(
-            DecodingKey::from_secret(secret.expose().as_bytes()),
-            Algorithm::HS256,
-            allow_query,
-        )
+impl VerificationKey {
+    /// An HMAC secret (HS256, HS384, HS512).
+    pub fn secret(secret: &Secret) -> Self {
+        Self::unnamed(DecodingKey::from_secret(secret.expose().as_bytes()))
     }
 
-    /// Tokens signed with the private half of `pem`: an RSA (RS256) or P-256 (ES256)
-    /// public key.
+    /// A PEM public key: RSA (RS256/384/512, PS256/384/512), EC P-256 or P-384
+    /// (ES256, ES384), or Ed25519 (EdDSA).
     ///
     /// # Errors
-    /// When `pem` is neither.
-    pub fn public_key(pem: &[u8], allow_query: bool) -> Result<Self, String> {
-        if let Ok(key) = DecodingKey::from_rsa_pem(pem) {
-            return Ok(Self::with_key(key, Algorithm::RS256, allow_query));
-        }
-        DecodingKey::from_ec_pem(pem)
-            .map(|key| Self::with_key(key, Algorithm::ES256, allow_query))
-            .map_err(|_| "not a PEM RSA or EC (P-256) public key".to_owned())
+    /// When `pem` is none of these.
+    pub fn from_pem(pem: &[u8]) -> Result<Self, String> {
+        DecodingKey::from_rsa_pem(pem)
+            .or_else(|_| DecodingKey::from_ec_pem(pem))
+            .or_else(|_| DecodingKey::from_ed_pem(pem))
+            .map(Self::unnamed)
+            .map_err(|_| "not a PEM RSA, EC (P-256, P-384) or Ed25519 public key".to_owned())
     }
 
-    fn with_key(key: DecodingKey, algorithm: Algorithm, allow_query: bool) -> Self {
-        let mut validation = Validation::new(algorithm);
-        validation.leeway = 0;
-        validation.set_required_spec_claims(&["exp", "sub"]);
-        Self { key, validation, allow_query }
+    /// The signing keys of a JWKS document (`{"keys": [...]}`, as an identity
+    /// provider publishes at its `jwks_uri`); keys marked for encryption
+    /// (`"use": "enc"`) are left out.
+    ///
+    /// # Errors
+    /// When the document is not a JWKS, a key cannot be used, or no key is left.
+    pub fn from_jwks(document: &[u8]) -> Result<Vec<Self>, String> {
+        let set: JwkSet = serde_json::from_slice(document)
+            .map_err(|error| format!("not a JWKS document ({{\"keys\": [...]}}): {error}"))?;
+        let mut keys = Vec::new();
+        for jwk in &set.keys {
+            if jwk.common.public_key_use == Some(PublicKeyUse::Encryption) {
+                continue;
+            }
+            let kid = jwk.common.key_id.clone();
+            let named = kid.as_deref().unwrap_or("(no kid)");
+            let key = DecodingKey::from_jwk(jwk)
+                .map_err(|error| format!("key {named} cannot be used: {error}"))?;
+            let algorithm = jwk
+                .common
+                .key_algorithm
+                .map(Algorithm::try_from)
+                .transpose()
+                .map_err(|_| format!("key {named} is not for signing"))?;
+            keys.push(Self { kid, algorithm, key });
+        }
+        if keys.is_empty() {
+            return Err("the JWKS holds no signing key".to_owned());
+        }
+        Ok(keys)
+    }
+
+    fn unnamed(key: DecodingKey) -> Self {
+        Self { kid: None, algorithm: None, key }
+    }
+
+    /// Whether a token with this header may have been signed with this key.
+    fn may_have_signed(&self, header: &jsonwebtoken::Header) -> bool {
+        let kid_matches = match (&self.kid, &header.kid) {
+            (Some(ours), Some(theirs)) => ours == theirs,
+            _ => true,
+        };
+        kid_matches
+            && self.key.family() == header.alg.family()
+            && self.algorithm.is_none_or(|algorithm| algorithm == header.alg)
+    }
+}
+
+/// Checks subscriber tokens.
+#[derive(Clone, Debug)]
+pub struct SubscriberAuth {
+    keys: Vec<VerificationKey>,
+    rules: TokenRules,
+    allow_query: bool,
+}
+
+impl SubscriberAuth {
+    /// Tokens signed with any of `keys` (several at once, so that keys can be rotated
+    /// without refusing tokens signed with the old one), held to `rules`.
+    pub fn new(keys: Vec<VerificationKey>, rules: TokenRules, allow_query: bool) -> Self {
+        Self { keys, rules, allow_query }
+    }
+
+    /// Tokens signed with HS256 and `secret`, with the default rules.
+    pub fn hmac(secret: &Secret, allow_query: bool) -> Self {
+        Self::new(vec![VerificationKey::secret(secret)], TokenRules::default(), allow_query)
     }
 
     /// The token presented with a request: the `Authorization` header, else the
@@ -167,21 +282,40 @@ impl SubscriberAuth {
         }
     }
 
-    /// The claims of a valid, unexpired token.
+    /// The claims of a valid token: signed by one of the keys (the one its `kid`
+    /// names, if it names one), within `nbf` and `exp` (with the allowed skew), for
+    /// an accepted audience and issuer where those are configured.
     ///
     /// # Errors
-    /// [`TokenRefusal::Expired`] or [`TokenRefusal::Invalid`].
+    /// [`TokenRefusal::Invalid`] for a token no key verifies; otherwise the first
+    /// claim that fails, as its own refusal.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenRefusal> {
-        match jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation) {
-            // RFC 7519: the time must be *before* `exp` (the library allows the whole
-            // second of `exp`), matching the moment an open stream ends.
-            Ok(data) if data.claims.remaining().is_zero() => Err(TokenRefusal::Expired),
-            Ok(data) => Ok(data.claims),
-            Err(error) if *error.kind() == ErrorKind::ExpiredSignature => {
-                Err(TokenRefusal::Expired)
+        let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRefusal::Invalid)?;
+        let validation = self.validation(header.alg);
+        for key in self.keys.iter().filter(|key| key.may_have_signed(&header)) {
+            match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
+                Ok(data) if self.expires_in(&data.claims).is_zero() => {
+                    return Err(TokenRefusal::Expired);
+                }
+                Ok(data) => return Ok(data.claims),
+                // The signature is checked before any claim, so a refusal for a
+                // claim means this key signed it: no other key can do better.
+                Err(error) => {
+                    if let Some(claim) = claim_refusal(error.kind()) {
+                        return Err(claim);
+                    }
+                }
             }
-            Err(_) => Err(TokenRefusal::Invalid),
         }
+        Err(TokenRefusal::Invalid)
+    }
+
+    /// How long until `claims`' token expires, with the allowed skew (zero if it
+    /// has). RFC 7519 §4.1.4: the time must be *before* `exp`; an open stream ends
+    /// at that moment.
+    pub fn expires_in(&self, claims: &Claims) -> Duration {
+        let expiry = UNIX_EPOCH + Duration::from_secs(claims.exp) + self.rules.exp_leeway();
+        expiry.duration_since(SystemTime::now()).unwrap_or_default()
     }
 
     /// Finds and verifies the request's token.
@@ -195,6 +329,39 @@ impl SubscriberAuth {
     ) -> Result<Claims, TokenRefusal> {
         self.verify(self.find(headers, query_token)?)
     }
+
+    fn validation(&self, algorithm: Algorithm) -> Validation {
+        let mut validation = Validation::new(algorithm);
+        // The library has one leeway for `exp` and `nbf`: it gets `nbf`'s, and
+        // `exp` is checked again with its own in `verify`.
+        validation.leeway = self.rules.nbf_leeway().max(self.rules.exp_leeway()).as_secs();
+        validation.validate_nbf = true;
+        let mut required = vec!["exp", "sub"];
+        validation.validate_aud = !self.rules.audiences.is_empty();
+        if validation.validate_aud {
+            validation.set_audience(&self.rules.audiences);
+            required.push("aud");
+        }
+        if !self.rules.issuers.is_empty() {
+            validation.set_issuer(&self.rules.issuers);
+            required.push("iss");
+        }
+        validation.set_required_spec_claims(&required);
+        validation
+    }
+}
+
+/// The refusal for a token whose signature held but a claim did not.
+fn claim_refusal(kind: &ErrorKind) -> Option<TokenRefusal> {
+    Some(match kind {
+        ErrorKind::ExpiredSignature => TokenRefusal::Expired,
+        ErrorKind::ImmatureSignature => TokenRefusal::NotYetValid,
+        ErrorKind::InvalidAudience => TokenRefusal::WrongAudience,
+        ErrorKind::InvalidIssuer => TokenRefusal::WrongIssuer,
+        ErrorKind::MissingRequiredClaim(claim) => TokenRefusal::MissingClaim(claim.clone()),
+        ErrorKind::InvalidClaimFormat(claim) => TokenRefusal::MissingClaim(claim.clone()),
+        _ => return None,
+    })
 }
 
 /// Signs `claims` with HS256 and `secret`, as an application backend would.
@@ -237,7 +404,7 @@ mod tests {
         let verified = auth.verify(&token).unwrap();
         assert_eq!(verified.sub, "tab");
         assert!(verified.allows_topic("news") && !verified.allows_topic("sport"));
-        assert!(verified.remaining() > Duration::from_secs(50));
+        assert!(auth.expires_in(&verified) > Duration::from_secs(50));
     }
 
     #[test]

@@ -1,33 +1,40 @@
-//! One accepted connection. Its requests decide who serves it: event streams and
-//! small requests (pushes) go the [`direct`](super::direct) way; at the first request
-//! of any other kind the connection is handed to hyper for the rest of its life.
-
-use std::io;
-use std::pin::pin;
+//! One accepted connection: HTTP/1.1 requests, one after another, each read within
+//! its time limits, checked ([`head`]), answered by the router ([`response`]).
+//!
+//! Every phase of every request has a bound, so no connection can be held open by a
+//! client that says nothing or says it slowly (slowloris), whether it is its first
+//! request or its hundredth:
+//!
+//! | phase | bound | on expiry |
+//! |---|---|---|
+//! | a fresh connection, until its first request head is complete | `--header-timeout` | closed |
+//! | a kept-alive connection, idle between requests | `--keepalive-timeout` | closed |
+//! | a request head, from its first byte | `--header-timeout` | `408`, closed |
+//! | a request body, from the end of its head | `--body-timeout` | `408`, closed |
+//! | each write of the response | `--write-timeout` | closed |
+//!
+//! Each expiry is counted in `herald_limited_total`.
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::ConnectInfo;
-use bytes::Bytes;
-use hyper::body::Incoming;
-use hyper_util::rt::TokioIo;
+use axum::extract::Request;
+use axum::http::{StatusCode, Version, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
-use tower::ServiceExt;
+use tokio::time::{Instant, timeout_at};
 
 use super::PeerAddr;
-use super::direct::{self, Head, Reuse};
+use super::body::{self, BodyError};
 use super::guard::GuardedStream;
-use super::rewind::Rewind;
+use super::head::{self, BodyFraming, Head, Refusal};
+use super::response::{self, Reuse};
+use crate::metrics::Limit;
 
 /// How much of a request head is read at a time while looking for its end.
 const HEAD_READ: usize = 1024;
 
-/// A head longer than this is left to hyper, whose limits answer it.
-const MAX_DIRECT_HEAD: usize = 16 * 1024;
-
-/// Serves `io` until the peer leaves, or until `stopping` closes and the response
-/// under way (if any) has ended.
+/// Serves `io` until the peer leaves, a limit closes it, or `stopping` closes and
+/// the response under way (if any) has ended.
 pub(super) async fn serve(
     mut io: GuardedStream,
     peer: PeerAddr,
@@ -35,130 +42,165 @@ pub(super) async fn serve(
     stopping: watch::Sender<()>,
 ) {
     let mut unread = Vec::new();
-    // Direct for as long as the client asks for streams and pushes: an EventSource
-    // reconnecting after its stream ended reuses the connection, and a publisher sends
-    // push after push on one.
+    // A fresh connection's first head is due within the header timeout of accept.
+    let mut idle_until = Instant::now() + io.guards().header_timeout;
+    let mut first = true;
     loop {
         let next = tokio::select! {
-            next = read_request(&mut io, &mut unread, peer) => next,
+            next = read_request(&mut io, &mut unread, peer, idle_until, first) => next,
             () = stopping.closed() => return,
         };
-        match next {
-            NextRequest::Gone => return,
-            NextRequest::Direct(request) => {
-                let reuse = direct::respond(&mut io, request, app.clone(), &mut unread).await;
-                if reuse == Reuse::Close || stopping.is_closed() {
-                    return;
-                }
+        let request = match next {
+            Next::Request(request) => request,
+            Next::Refuse(refusal) => {
+                // Best effort: the connection is closed either way.
+                let answer = response::refusal(refusal.status, refusal.message);
+                let _ = io.write_all(&answer).await;
+                let _ = io.shutdown().await;
+                return;
             }
-            NextRequest::Other => break,
+            Next::Gone => return,
+        };
+        let reuse = response::respond(&mut io, request, app.clone(), &mut unread).await;
+        if reuse == Reuse::Close || stopping.is_closed() {
+            return;
         }
+        idle_until = Instant::now() + io.guards().keepalive_timeout;
+        first = false;
     }
-    // Boxed, so that a direct stream's task is not the size of hyper's connection.
-    Box::pin(serve_with_hyper(Rewind::new(unread, io), peer, app, stopping)).await;
 }
 
 /// What the next request on a connection turned out to be.
-enum NextRequest {
-    /// A request the direct path serves, its body read.
-    Direct(Box<axum::extract::Request>),
-    /// Anything else, or a head the direct path does not take: hyper reads it again.
-    Other,
-    /// The peer closed, failed or timed out before its request was complete.
+enum Next {
+    /// A request to answer, its body read.
+    Request(Box<Request>),
+    /// A request to refuse before the router sees it; the connection then closes.
+    Refuse(Refusal),
+    /// The peer closed, failed, or stayed silent too long: close without a word.
     Gone,
 }
 
-/// Reads into `unread` until the next request is complete (leaving in `unread` only
-/// the bytes after it) or is known to be hyper's.
-async fn read_request(io: &mut GuardedStream, unread: &mut Vec<u8>, peer: PeerAddr) -> NextRequest {
-    let (mut request, head, body) = loop {
-        match direct::parse_head(unread, peer) {
-            Head::Direct { request, length, body } => break (request, length, body),
-            Head::Other => return NextRequest::Other,
-            Head::Partial if unread.len() >= MAX_DIRECT_HEAD => return NextRequest::Other,
+/// Reads the next request: waits (until `idle_until`) for its first byte, reads its
+/// head (within the header timeout of that byte, or of `idle_until`'s start for a
+/// fresh connection) and its body (within the body timeout).
+async fn read_request(
+    io: &mut GuardedStream,
+    unread: &mut Vec<u8>,
+    peer: PeerAddr,
+    idle_until: Instant,
+    first: bool,
+) -> Next {
+    if unread.is_empty() {
+        match timeout_at(idle_until, io.readable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Next::Gone,
+            Err(_) => {
+                io.count(if first { Limit::HeaderTimeout } else { Limit::KeepaliveTimeout });
+                return Next::Gone;
+            }
+        }
+    }
+    let head_due = if first { idle_until } else { Instant::now() + io.guards().header_timeout };
+    let (mut request, framing) = match timeout_at(head_due, read_head(io, unread, peer)).await {
+        Ok(Some(Ok(found))) => found,
+        Ok(Some(Err(refusal))) => return Next::Refuse(refusal),
+        Ok(None) => return Next::Gone,
+        Err(_) => {
+            io.count(Limit::HeaderTimeout);
+            return Next::Refuse(Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request head did not arrive within the time limit",
+            ));
+        }
+    };
+    if framing == BodyFraming::None {
+        return Next::Request(request);
+    }
+    if let Some(refusal) = expectation(&request) {
+        return Next::Refuse(refusal);
+    }
+    let limit = io.guards().max_body_bytes;
+    if matches!(framing, BodyFraming::Length(length) if length > limit as u64) {
+        return too_large(io);
+    }
+    if expects_continue(&request) && io.write_all(response::CONTINUE).await.is_err() {
+        return Next::Gone;
+    }
+    let body_due = Instant::now() + io.guards().body_timeout;
+    match timeout_at(body_due, body::read(io, unread, framing, limit)).await {
+        Ok(Ok(body)) => {
+            *request.body_mut() = Body::from(body);
+            Next::Request(request)
+        }
+        Ok(Err(BodyError::TooLarge)) => too_large(io),
+        Ok(Err(BodyError::Malformed)) => Next::Refuse(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "the chunked request body is malformed",
+        )),
+        Ok(Err(BodyError::Io(error))) => {
+            tracing::debug!("request body from {} ended early: {error}", peer.0);
+            Next::Gone
+        }
+        Err(_) => {
+            io.count(Limit::BodyTimeout);
+            Next::Refuse(Refusal::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the request body did not arrive within the time limit",
+            ))
+        }
+    }
+}
+
+/// Reads into `unread` until a whole head is there; takes the head out of `unread`.
+/// `None` when the peer closes or fails first.
+async fn read_head(
+    io: &mut GuardedStream,
+    unread: &mut Vec<u8>,
+    peer: PeerAddr,
+) -> Option<Result<(Box<Request>, BodyFraming), Refusal>> {
+    loop {
+        match head::parse(unread, peer) {
+            Head::Complete { request, length, body } => {
+                // A fresh vector: the head's buffer is not kept for a stream's life.
+                *unread = unread[length..].to_vec();
+                return Some(Ok((request, body)));
+            }
+            Head::Refused(refusal) => return Some(Err(refusal)),
             Head::Partial => {}
         }
-        if read_more(io, unread, HEAD_READ).await.is_err() {
-            return NextRequest::Gone;
+        unread.reserve(HEAD_READ);
+        let mut limited = (&mut *io).take(HEAD_READ as u64);
+        match limited.read_buf(unread).await {
+            Ok(0) | Err(_) => return None,
+            Ok(_) => {}
         }
-    };
-    let end = head + body;
-    // The head's own deadline has passed once it is complete; the body gets as long.
-    let allowed = io.header_timeout();
-    let body_read = async {
-        while unread.len() < end {
-            read_more(io, unread, end - unread.len()).await?;
-        }
-        Ok::<_, io::Error>(())
-    };
-    match tokio::time::timeout(allowed, body_read).await {
-        Ok(Ok(())) => {}
-        Ok(Err(_)) => return NextRequest::Gone,
-        Err(_) => {
-            io.count_body_timeout();
-            // Best effort: the client is being dropped either way.
-            let _ = io.write_all(&body_timed_out()).await;
-            return NextRequest::Gone;
-        }
-    }
-    if body > 0 {
-        *request.body_mut() = Body::from(Bytes::copy_from_slice(&unread[head..end]));
-    }
-    // A fresh vector: the request's buffer is not kept for a stream's life.
-    *unread = unread[end..].to_vec();
-    NextRequest::Direct(request)
-}
-
-/// The answer to a request whose body did not arrive within the header timeout.
-fn body_timed_out() -> Vec<u8> {
-    let body = r#"{"error":"the request body did not arrive within the time limit"}"#;
-    format!(
-        "HTTP/1.1 408 Request Timeout\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n{body}",
-        body.len()
-    )
-    .into_bytes()
-}
-
-/// Reads at most `up_to` more bytes into `unread`; fails when the peer has closed.
-async fn read_more(io: &mut GuardedStream, unread: &mut Vec<u8>, up_to: usize) -> io::Result<()> {
-    // An idle kept-alive connection holds no buffer until its client speaks.
-    if unread.is_empty() {
-        io.readable().await?;
-    }
-    unread.reserve(up_to);
-    let mut limited = (&mut *io).take(up_to as u64);
-    match limited.read_buf(unread).await? {
-        0 => Err(io::ErrorKind::UnexpectedEof.into()),
-        _ => Ok(()),
     }
 }
 
-/// Serves the rest of the connection with hyper, winding down when `stopping` closes:
-/// an idle connection closes at once, a busy one after its response.
-async fn serve_with_hyper(
-    io: Rewind<GuardedStream>,
-    peer: PeerAddr,
-    app: Router,
-    stopping: watch::Sender<()>,
-) {
-    let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-        let mut request = request.map(axum::body::Body::new);
-        request.extensions_mut().insert(ConnectInfo(peer));
-        app.clone().oneshot(request)
-    });
-    let connection = hyper::server::conn::http1::Builder::new()
-        .serve_connection(TokioIo::new(io), service)
-        .with_upgrades();
-    let mut connection = pin!(connection);
-    let result = tokio::select! {
-        result = connection.as_mut() => result,
-        () = stopping.closed() => {
-            connection.as_mut().graceful_shutdown();
-            connection.await
-        }
-    };
-    if let Err(error) = result {
-        tracing::debug!("connection from {}: {error}", peer.0);
+/// A body over `--max-body-bytes`: refused before it is read (RFC 9110 §15.5.14).
+fn too_large(io: &GuardedStream) -> Next {
+    io.count(Limit::Size);
+    Next::Refuse(Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))
+}
+
+/// Whether the client waits for `100 Continue` before sending its body.
+fn expects_continue(request: &Request) -> bool {
+    request.version() == Version::HTTP_11
+        && request
+            .headers()
+            .get(header::EXPECT)
+            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+}
+
+/// The refusal of an expectation other than `100-continue` (RFC 9110 §10.1.1; an
+/// HTTP/1.0 client's expectations are ignored, as that section requires).
+fn expectation(request: &Request) -> Option<Refusal> {
+    if request.version() != Version::HTTP_11 {
+        return None;
     }
+    let value = request.headers().get(header::EXPECT)?;
+    (!value.as_bytes().eq_ignore_ascii_case(b"100-continue")).then_some(Refusal::new(
+        StatusCode::EXPECTATION_FAILED,
+        "the only expectation served is 100-continue",
+    ))
 }

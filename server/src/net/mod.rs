@@ -1,16 +1,18 @@
-//! From the listening socket to a served connection.
+//! From the listening socket to served requests, over HTTP/1.1.
 //!
-//! Every accepted connection gets the guards no HTTP handler can provide ([`guard`]:
-//! header and write timeouts; TCP keepalive). Its first request then decides who
-//! serves it ([`connection`]): an event stream asked for on a fresh connection is
-//! answered by [`direct`], a small HTTP/1.1 writer that holds only what a quiet stream
-//! needs, because hyper keeps about 24 KiB of buffers for every open connection and an
-//! idle stream is almost all there is to a push hub. Everything else is hyper's.
+//! Every accepted connection gets TCP keepalive and a write timeout ([`guard`]),
+//! then serves requests one after another ([`connection`]), each within time limits
+//! on every phase: its head is read and held to RFC 9112 ([`head`]), its body read
+//! whole ([`body`]), and the router's answer written ([`response`]) by a lean writer
+//! that holds only what a quiet stream needs (hyper keeps about 24 KiB of buffers
+//! for every open connection, and an idle stream is almost all a push hub holds).
+//! The router is the only thing this module knows of the application.
 
+mod body;
 mod connection;
-mod direct;
 mod guard;
-mod rewind;
+mod head;
+mod response;
 
 use std::future::Future;
 use std::io;
@@ -61,13 +63,20 @@ fn configure_connection(socket: &socket2::SockRef<'_>) -> io::Result<()> {
     socket.set_tcp_nodelay(true)
 }
 
-/// Time limits for every accepted connection.
+/// Limits on every accepted connection.
 #[derive(Debug, Clone, Copy)]
 pub struct Guards {
-    /// From accept until the first request's headers are complete.
+    /// How long a request head may take: from accept for a connection's first, from
+    /// its first byte for later ones.
     pub header_timeout: Duration,
+    /// How long a request body may take, from the end of its head.
+    pub body_timeout: Duration,
+    /// How long a kept-alive connection may stay idle between requests.
+    pub keepalive_timeout: Duration,
     /// How long one write may wait for the peer to take data.
     pub write_timeout: Duration,
+    /// The largest request body read, in bytes; larger ones are refused with 413.
+    pub max_body_bytes: usize,
 }
 
 /// The address a connection came from, as handlers see it through `ConnectInfo`.

@@ -128,6 +128,36 @@ async fn a_listed_origin_may_push_from_a_browser_with_credentials() {
 }
 
 #[tokio::test]
+async fn a_cross_origin_publisher_can_read_when_to_retry() {
+    let server = TestServer::start_with(&[
+        "--cors-origin",
+        "https://app.example",
+        "--push-rate",
+        "1",
+        "--push-burst",
+        "1",
+    ])
+    .await;
+    let push = || {
+        server
+            .http
+            .post(server.url("/push"))
+            .header("origin", "https://app.example")
+            .json(&serde_json::json!({"broadcast": true, "message": "x"}))
+            .send()
+    };
+    assert_eq!(push().await.unwrap().status(), StatusCode::OK);
+    let limited = push().await.unwrap();
+    assert_eq!(limited.status(), StatusCode::TOO_MANY_REQUESTS);
+    let exposed = limited.headers()["access-control-expose-headers"].to_str().unwrap();
+    let exposed = exposed.to_ascii_lowercase();
+    for header in ["retry-after", "www-authenticate", "location"] {
+        assert!(exposed.contains(header), "{header} in {exposed}");
+    }
+    assert!(limited.headers().contains_key("retry-after"));
+}
+
+#[tokio::test]
 async fn any_origin_is_allowed_only_without_credentials() {
     let server = TestServer::start_with(&["--cors-origin", "*"]).await;
     let response =

@@ -1,6 +1,5 @@
-//! HTTP/1 on the wire, read byte by byte from raw sockets: event streams and pushes are
-//! served by the server's direct path, and a connection goes on to serve whatever
-//! follows as usual.
+//! HTTP/1 on the wire, read byte by byte from raw sockets: event streams, pushes and
+//! every other request on one connection, kept alive, pipelined, or hung up on.
 
 use std::time::Duration;
 
@@ -182,7 +181,7 @@ async fn a_client_that_hangs_up_leaves_at_once() {
 }
 
 #[tokio::test]
-async fn requests_the_direct_path_does_not_take_are_served_as_usual() {
+async fn requests_of_every_kind_are_served() {
     let server = TestServer::start().await;
     for request in [
         "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
@@ -279,7 +278,7 @@ async fn a_bad_push_gets_its_error_and_the_connection_stays_usable() {
 
 #[tokio::test]
 async fn a_push_whose_body_stops_short_is_answered_408_and_closed() {
-    let server = TestServer::start_with(&["--header-timeout", "300ms"]).await;
+    let server = TestServer::start_with(&["--body-timeout", "300ms"]).await;
     let mut publisher = connect(&server).await;
     let whole = push_request(r#"{"client_id": "a", "message": "never finished"}"#);
     publisher.write_all(&whole.as_bytes()[..whole.len() - 5]).await.unwrap();
@@ -299,8 +298,8 @@ async fn a_push_whose_body_stops_short_is_answered_408_and_closed() {
 async fn a_large_push_body_is_still_accepted() {
     let server = TestServer::start().await;
     let mut stream = server.subscribe("client_id=big").await;
-    // More than the direct path reads whole (64 KiB), within the body limit (1 MiB):
-    // JSON whitespace makes the body large while the message stays small.
+    // Well over a socket read, within the body limit (1 MiB): JSON whitespace makes
+    // the body large while the message stays small.
     let body = format!(r#"{{"client_id": "big", "message": "padded"{}}}"#, " ".repeat(100_000));
     let (_, seen) = send_and_read_until(&server, &push_request(&body), r#""delivered":1}"#).await;
     assert!(seen.starts_with("HTTP/1.1 200 OK\r\n"), "{seen}");

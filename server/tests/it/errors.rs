@@ -219,6 +219,23 @@ async fn wrong_methods_get_a_json_405() {
 }
 
 #[tokio::test]
+async fn a_push_by_get_says_how_to_push_and_pushes_nothing() {
+    let server = TestServer::start().await;
+    let mut client = server.subscribe("client_id=a").await;
+    let response =
+        server.http.get(server.url("/push?client_id=a&message=hi")).send().await.unwrap();
+    assert_eq!(response.headers()["allow"], "POST");
+    let (status, body) = json_response(response).await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let error = body["error"].as_str().unwrap();
+    for hint in ["POST /push", "application/json", "x-www-form-urlencoded", "curl"] {
+        assert!(error.contains(hint), "{hint} in {error}");
+    }
+    server.push(json!({"client_id": "a", "message": "by POST"})).await;
+    assert_eq!(client.next_data().await, "by POST", "the GET pushed nothing");
+}
+
+#[tokio::test]
 async fn bad_task_requests_are_refused() {
     let server = TestServer::start().await;
     let (_, created) = server.post("/jobs", json!({"title": "t", "total": 2})).await;

@@ -13,6 +13,10 @@ mod cluster;
 mod connections;
 /// Bad input of every kind gets a clear JSON 4xx.
 mod errors;
+/// Client addresses behind trusted reverse proxies.
+mod forwarded;
+/// RFC 9112's refusals and the time limits on every phase of every request.
+mod http1;
 /// Task streams: replay, live progress, the final event, 204 after it.
 mod jobs;
 /// Limits on streams, pushes, topics and sizes.

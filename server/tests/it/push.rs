@@ -116,3 +116,41 @@ async fn a_form_body_works_like_json() {
     assert_eq!(client.next_data().await, "topic form");
     assert_eq!(client.next_data().await, "all form");
 }
+
+#[tokio::test]
+async fn what_html_forms_send_is_understood() {
+    let server = TestServer::start().await;
+    let mut client = server.subscribe("client_id=a").await;
+    let form = |body: &'static str| {
+        server
+            .http
+            .post(server.url("/push"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+    };
+    for (body, expected) in [
+        // A target picker sends its blank inputs too.
+        ("client_id=&topic=&broadcast=true&message=blank+fields&event=", "blank fields"),
+        // A checked checkbox sends "on"; Rails puts a hidden default before it.
+        ("broadcast=on&message=checkbox", "checkbox"),
+        ("broadcast=0&broadcast=1&message=hidden+default", "hidden default"),
+        ("client_id=a&client_id=a&message=repeated+alike", "repeated alike"),
+    ] {
+        let response = form(body).await.unwrap();
+        assert_eq!(response.status(), 200, "{body}: {}", response.text().await.unwrap());
+        assert_eq!(client.next_data().await, expected);
+    }
+    for (body, says) in [
+        ("client_id=a&client_id=b&message=which", "given twice"),
+        ("client_id=&topic=&message=nobody", "names 0"),
+        ("broadcast=off&message=unchecked", "names 0"),
+        ("broadcast=maybe&message=x", "broadcast must be"),
+        ("client_id=a&message=", "message is required"),
+    ] {
+        let response = form(body).await.unwrap();
+        assert_eq!(response.status(), 400, "{body}");
+        let error: serde_json::Value = response.json().await.unwrap();
+        assert!(error["error"].as_str().unwrap().contains(says), "{body}: {error}");
+    }
+}

@@ -51,6 +51,83 @@ async fn a_client_resumes_by_query_and_the_header_wins_over_it() {
 }
 
 #[tokio::test]
+async fn an_empty_or_blank_last_event_id_header_counts_as_absent() {
+    // The field report: an empty header hid the query's id, so nothing was replayed
+    // and the position marker moved the client past what it missed for good.
+    let server = TestServer::start().await;
+    let (first, _) = server.push(json!({"client_id": "a", "message": "m1"})).await;
+    server.push(json!({"client_id": "a", "message": "m2"})).await;
+    for blank in ["", " ", "\t", "  \t "] {
+        let path = format!("/sse?client_id=a&last_event_id={first}");
+        let mut resumed = server.open_stream(&path, Some(blank)).await;
+        assert_eq!(resumed.next_data().await, "m2", "header {blank:?}");
+    }
+}
+
+#[tokio::test]
+async fn the_polyfills_parameter_resumes_and_outranks_the_pages_own() {
+    let server = TestServer::start().await;
+    let (first, _) = server.push(json!({"client_id": "a", "message": "m1"})).await;
+    let (second, _) = server.push(json!({"client_id": "a", "message": "m2"})).await;
+    server.push(json!({"client_id": "a", "message": "m3"})).await;
+
+    let mut polyfill = server.subscribe(&format!("client_id=a&lastEventId={first}")).await;
+    assert_eq!(polyfill.next_data().await, "m2");
+    // event-source-polyfill appends the newer id to the URL the page opened.
+    let query = format!("client_id=a&last_event_id={first}&lastEventId={second}");
+    let mut reconnected = server.subscribe(&query).await;
+    assert_eq!(reconnected.next_data().await, "m3");
+    // ...and a blank one does not hide the page's.
+    let query = format!("client_id=a&last_event_id={first}&lastEventId=");
+    let mut blank = server.subscribe(&query).await;
+    assert_eq!(blank.next_data().await, "m2");
+    // The header still wins over both.
+    let path = format!("/sse?client_id=a&lastEventId={first}");
+    let mut header = server.open_stream(&path, Some(&second)).await;
+    assert_eq!(header.next_data().await, "m3");
+}
+
+#[tokio::test]
+async fn a_position_stated_twice_is_refused() {
+    let server = TestServer::start().await;
+    for query in ["last_event_id=x-1-c&last_event_id=x-2-c", "lastEventId=x-1-c&lastEventId=x-2-c"]
+    {
+        let (status, body) = server.get(&format!("/sse?client_id=a&{query}")).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert!(body["error"].as_str().unwrap().contains("at most once"), "{body}");
+    }
+    let response = server
+        .http
+        .get(server.url("/sse?client_id=a"))
+        .header("last-event-id", "x-1-c")
+        .header("last-event-id", "x-2-c")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+}
+
+#[tokio::test]
+async fn a_task_stream_resumes_from_any_carrier_of_the_position() {
+    let server = TestServer::start().await;
+    let (_, task) = server.post("/jobs", json!({"title": "t", "total": 3})).await;
+    let id = task["id"].as_str().unwrap();
+    server.post(&format!("/jobs/{id}/progress"), json!({"step": 1})).await;
+    // Event 1 is the step-0 announcement; event 2 is step 1.
+    for (query, header) in [("lastEventId=1", None), ("last_event_id=1", Some("")), ("", Some("1"))]
+    {
+        let path = format!("/jobs/{id}/events?{query}");
+        let mut stream = server.open_stream(&path, header).await;
+        let event = stream.next().await;
+        assert_eq!(
+            (event.id.as_str(), event.event.as_str()),
+            ("2", "progress"),
+            "{query} {header:?}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn without_an_id_nothing_is_replayed() {
     let server = TestServer::start().await;
     server.push(json!({"client_id": "a", "message": "old"})).await;

@@ -169,3 +169,170 @@ async fn es256_tokens_are_checked_with_a_public_key() {
     let response = open(&server, "/sse?client_id=tab", None, Some(&hmac)).await;
     assert_eq!(response.status(), StatusCode::UNAUTHORIZED, "an HS256 token is not accepted");
 }
+
+/// Test-only keys (never used anywhere else) in `fixtures/`.
+fn fixture(name: &str) -> String {
+    format!("{}/tests/it/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn now() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs()
+}
+
+/// Claims shaped like an identity provider's (Keycloak, Auth0, Entra ID, Google
+/// all set `iss`, `aud`, `iat`, `nbf` or some of them, and claims of their own),
+/// for client `tab`, valid for an hour from now.
+fn provider_claims() -> serde_json::Value {
+    json!({
+        "iss": "https://idp.example.com/realms/shop",
+        "sub": "tab",
+        "aud": ["herald", "account"],
+        "azp": "web-app",
+        "scope": "openid profile",
+        "iat": now(),
+        "nbf": now(),
+        "exp": now() + 3600,
+        "topics": ["news"],
+    })
+}
+
+/// `claims` signed with `algorithm` and the PEM private key in `fixtures/key`
+/// (HS256: the test secret), with `kid` in the header if given.
+fn sign(claims: &serde_json::Value, key: &str, kid: Option<&str>) -> String {
+    use jsonwebtoken::{Algorithm, EncodingKey, Header};
+    let (algorithm, key) = match key {
+        "secret" => (Algorithm::HS256, EncodingKey::from_secret(SECRET.as_bytes())),
+        pem if pem.starts_with("rs256") => {
+            let pem = std::fs::read(fixture(pem)).unwrap();
+            (Algorithm::RS256, EncodingKey::from_rsa_pem(&pem).unwrap())
+        }
+        pem => {
+            let pem = std::fs::read(fixture(pem)).unwrap();
+            (Algorithm::ES256, EncodingKey::from_ec_pem(&pem).unwrap())
+        }
+    };
+    let mut header = Header::new(algorithm);
+    header.kid = kid.map(str::to_owned);
+    jsonwebtoken::encode(&header, claims, &key).unwrap()
+}
+
+/// The status `/sse?client_id=tab&topic=news` answers `token` with, and its error.
+async fn try_token(server: &TestServer, token: &str) -> (StatusCode, String) {
+    let response = open(server, "/sse?client_id=tab&topic=news", None, Some(token)).await;
+    let status = response.status();
+    if status == StatusCode::OK {
+        return (status, String::new());
+    }
+    refused(response).await
+}
+
+/// `claims` with `changes` applied (a `null` removes the claim).
+fn with(changes: &serde_json::Value) -> serde_json::Value {
+    let mut claims = provider_claims();
+    for (name, value) in changes.as_object().unwrap() {
+        if value.is_null() {
+            claims.as_object_mut().unwrap().remove(name);
+        } else {
+            claims[name] = value.clone();
+        }
+    }
+    claims
+}
+
+#[tokio::test]
+async fn identity_provider_tokens_are_accepted_when_audience_and_issuer_are_not_checked() {
+    let server = secured(&[]).await;
+    for claims in [
+        provider_claims(),
+        with(&json!({"aud": "herald"})),
+        with(&json!({"aud": "some-other-api"})),
+        with(&json!({"aud": null, "iss": null, "nbf": null, "iat": null})),
+    ] {
+        assert_eq!(
+            try_token(&server, &sign(&claims, "secret", None)).await.0,
+            StatusCode::OK,
+            "{claims}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn audience_and_issuer_are_checked_when_configured() {
+    let server = secured(&[
+        "--subscriber-audience",
+        "herald",
+        "--subscriber-issuer",
+        "https://idp.example.com/realms/shop",
+    ])
+    .await;
+    for accepted in [provider_claims(), with(&json!({"aud": "herald"}))] {
+        let token = sign(&accepted, "secret", None);
+        assert_eq!(try_token(&server, &token).await.0, StatusCode::OK, "{accepted}");
+    }
+    for (claims, says) in [
+        (with(&json!({"aud": "some-other-api"})), "audience"),
+        (with(&json!({"aud": ["account"]})), "audience"),
+        (with(&json!({"aud": null})), "aud"),
+        (with(&json!({"iss": "https://evil.example.com/"})), "issuer"),
+        (with(&json!({"iss": null})), "iss"),
+    ] {
+        let (status, error) = try_token(&server, &sign(&claims, "secret", None)).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{claims}");
+        assert!(error.contains(says), "{error:?} for {claims}");
+    }
+}
+
+#[tokio::test]
+async fn nbf_is_honoured_with_a_small_clock_skew() {
+    let server = secured(&[]).await;
+    let skewed = sign(&with(&json!({"nbf": now() + 2})), "secret", None);
+    assert_eq!(try_token(&server, &skewed).await.0, StatusCode::OK, "within the default skew");
+    let early = sign(&with(&json!({"nbf": now() + 60})), "secret", None);
+    let (status, error) = try_token(&server, &early).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(error.contains("not valid yet"), "{error}");
+    let lenient = secured(&["--token-leeway", "2m"]).await;
+    assert_eq!(try_token(&lenient, &early).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn exp_is_strict_unless_a_leeway_is_set() {
+    let just_expired = sign(&with(&json!({"exp": now() - 2})), "secret", None);
+    let (status, error) = try_token(&secured(&[]).await, &just_expired).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(error.contains("expired"), "{error}");
+    let lenient = secured(&["--token-leeway", "30s"]).await;
+    assert_eq!(try_token(&lenient, &just_expired).await.0, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn several_keys_verify_at_once_and_a_kid_picks_its_jwks_key() {
+    let server = TestServer::start_with(&[
+        "--subscriber-public-key",
+        &fixture("es256-public.pem"),
+        "--subscriber-public-key",
+        &fixture("es256-rotated-public.pem"),
+        "--subscriber-jwks",
+        &fixture("jwks.json"),
+    ])
+    .await;
+    let claims = provider_claims();
+    for (key, kid) in [
+        ("es256-private.pem", None),
+        ("es256-rotated-private.pem", None),
+        ("es256-rotated-private.pem", Some("idp-ec-2026-12")),
+        ("rs256-private.pem", Some("idp-rsa-2026-11")),
+        ("rs256-private.pem", None),
+    ] {
+        let token = sign(&claims, key, kid);
+        assert_eq!(try_token(&server, &token).await.0, StatusCode::OK, "{key} {kid:?}");
+    }
+    // A kid no key has, for an algorithm only JWKS keys (which all have kids) serve.
+    let unknown = sign(&claims, "rs256-private.pem", Some("idp-rsa-retired"));
+    assert_eq!(try_token(&server, &unknown).await.0, StatusCode::UNAUTHORIZED);
+    // A JWKS key marked for encryption does not verify.
+    let encryption_only =
+        TestServer::start_with(&["--subscriber-jwks", &fixture("jwks.json")]).await;
+    let token = sign(&claims, "rs256-private.pem", Some("idp-enc"));
+    assert_eq!(try_token(&encryption_only, &token).await.0, StatusCode::UNAUTHORIZED);
+}

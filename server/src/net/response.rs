@@ -1,44 +1,30 @@
-//! The direct way for event streams and small requests: parse the request head,
-//! call the same router every other request goes through, and write its response to
-//! the socket ourselves.
+//! Writing a response on an HTTP/1.1 connection: the router's answer, framed by
+//! `Content-Length` when its size is known and chunked otherwise (delimited by
+//! closing, to an HTTP/1.0 client), several waiting frames per write.
 //!
-//! Why: an idle stream is almost all a push hub holds, and hyper keeps an 8 KiB write
-//! buffer and a read buffer of 8–16 KiB for as long as a connection is open. Here a
-//! quiet stream holds its socket, its response body (the subscription and its
-//! heartbeat timer) and a few words of state; buffers exist only while bytes move.
-//! And a push is the hub's hot request: hyper hands a request body to the handler
-//! through a channel within the connection's own task, so the task wakes itself on
-//! every request, and tokio answers a task that wakes itself by waking a second
-//! worker thread to take it over (measured with `strace -f`: an eventfd write and a
-//! worker hand-off per push). Here the body is read whole first and handed over as
-//! one piece.
-//!
-//! Two kinds of request come this way (see [`Head::Direct`]): a `GET` of an event
-//! stream (see [`crate::api::is_event_stream`]) without a body, and a `POST` whose
-//! body has a `Content-Length` of at most [`MAX_DIRECT_BODY`]. Anything unusual about
-//! them (a chunked body, `Expect`, `Upgrade`, a header the `http` types refuse, an
-//! HTTP version other than 1.0 or 1.1) sends the whole connection to hyper instead,
-//! which answers or refuses it as usual. Responses are HTTP/1.1: `Content-Length`
-//! when the body's size is known, otherwise chunked (to an HTTP/1.0 client:
-//! delimited by closing the connection).
+//! Why not hyper's writer: an idle stream is almost all a push hub holds, and hyper
+//! keeps an 8 KiB write buffer and a read buffer of 8–16 KiB for as long as a
+//! connection is open. Here a quiet stream holds its socket, its response body (the
+//! subscription and its heartbeat timer) and a few words of state; buffers exist only
+//! while bytes move. And a push is the hub's hot request: its body was read whole
+//! (see [`super::body`]) and is handed over as one piece, where hyper hands a body to
+//! the handler through a channel within the connection's own task, which then wakes
+//! itself on every request (measured with `strace -f`: an eventfd write and a worker
+//! hand-off per push).
 
 use std::io::{self, IoSlice, Write as _};
 use std::time::SystemTime;
 
 use axum::Router;
 use axum::body::{Body, BodyDataStream, HttpBody};
-use axum::extract::{ConnectInfo, Request};
-use axum::http::{HeaderName, HeaderValue, Method, StatusCode, Uri, Version, header, response};
+use axum::extract::Request;
+use axum::http::{HeaderValue, Method, StatusCode, Version, header, response};
 use bytes::Bytes;
 use futures::{FutureExt, StreamExt};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
-use super::PeerAddr;
 use super::guard::GuardedStream;
-
-/// As many headers as hyper accepts by default.
-const MAX_HEADERS: usize = 100;
 
 /// Frames already waiting are written together, up to this many...
 const MAX_BATCH_FRAMES: usize = 64;
@@ -48,22 +34,6 @@ const MAX_BATCH_BYTES: usize = 256 * 1024;
 /// Bytes a client may send (a pipelined next request) while its stream is open.
 const MAX_UNREAD: usize = 16 * 1024;
 
-/// The largest request body read whole here; a larger one (a push near the message
-/// limit, say) goes to hyper, which streams it into the router's body limit.
-const MAX_DIRECT_BODY: usize = 64 * 1024;
-
-/// What the bytes read so far hold.
-pub(super) enum Head {
-    /// A complete request head, `length` bytes long, of a request served here; its
-    /// body, `body` bytes, follows the head (boxed: the request is short-lived, and
-    /// should not make every stream's task larger).
-    Direct { request: Box<Request>, length: usize, body: usize },
-    /// A request the direct path leaves to hyper (or bytes that are not HTTP/1).
-    Other,
-    /// Not a complete head yet.
-    Partial,
-}
-
 /// Whether the connection can carry another request after a response.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Reuse {
@@ -71,71 +41,22 @@ pub(super) enum Reuse {
     Close,
 }
 
-/// Parses the request head at the start of `bytes`, if it is complete.
-pub(super) fn parse_head(bytes: &[u8], peer: PeerAddr) -> Head {
-    let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
-    let mut parsed = httparse::Request::new(&mut headers);
-    match parsed.parse(bytes) {
-        Ok(httparse::Status::Complete(length)) => match direct_request(&parsed, peer) {
-            Some((request, body)) => Head::Direct { request: Box::new(request), length, body },
-            None => Head::Other,
-        },
-        Ok(httparse::Status::Partial) => Head::Partial,
-        Err(_) => Head::Other,
-    }
-}
+/// The interim response that tells a client waiting on `Expect: 100-continue` to
+/// send its body (RFC 9110 §10.1.1).
+pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// The request (its body still to be read) and its body's length, if it is one the
-/// direct path serves.
-fn direct_request(parsed: &httparse::Request<'_, '_>, peer: PeerAddr) -> Option<(Request, usize)> {
-    let method = match parsed.method? {
-        "GET" => Method::GET,
-        "POST" => Method::POST,
-        _ => return None,
-    };
-    let version = match parsed.version {
-        Some(0) => Version::HTTP_10,
-        Some(1) => Version::HTTP_11,
-        _ => return None,
-    };
-    let uri: Uri = parsed.path?.parse().ok()?;
-    if method == Method::GET && !crate::api::is_event_stream(uri.path()) {
-        return None;
-    }
-    let mut request = Request::new(Body::empty());
-    let mut body = None;
-    for parsed_header in parsed.headers.iter() {
-        let name = HeaderName::from_bytes(parsed_header.name.as_bytes()).ok()?;
-        if matches!(name, header::TRANSFER_ENCODING | header::EXPECT | header::UPGRADE) {
-            return None;
-        }
-        if name == header::CONTENT_LENGTH {
-            // A second length, even an equal one, is hyper's to judge.
-            body = match body {
-                None => Some(content_length(parsed_header.value)?),
-                Some(_) => return None,
-            };
-        }
-        let value = HeaderValue::from_bytes(parsed_header.value).ok()?;
-        request.headers_mut().append(name, value);
-    }
-    let body = body.unwrap_or(0);
-    if body > MAX_DIRECT_BODY || (method == Method::GET && body > 0) {
-        return None;
-    }
-    *request.method_mut() = method;
-    *request.uri_mut() = uri;
-    *request.version_mut() = version;
-    request.extensions_mut().insert(ConnectInfo(peer));
-    Some((request, body))
-}
-
-/// A `Content-Length` value: decimal digits only (no sign, no spaces, no list).
-fn content_length(value: &[u8]) -> Option<usize> {
-    if value.is_empty() || value.len() > 19 || !value.iter().all(u8::is_ascii_digit) {
-        return None;
-    }
-    std::str::from_utf8(value).ok()?.parse().ok()
+/// A complete response refusing a request with `status` and a JSON error carrying
+/// `message`, closing the connection (the contract's error shape, for requests the
+/// router never sees).
+pub(super) fn refusal(status: StatusCode, message: &str) -> Vec<u8> {
+    let body = serde_json::json!({ "error": message }).to_string();
+    let mut parts = response::Response::new(()).into_parts().0;
+    parts.status = status;
+    parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
+    let mut bytes = response_head(&parts, Framing::Length(length), Reuse::Close);
+    bytes.extend_from_slice(body.as_bytes());
+    bytes
 }
 
 /// Answers `request` with `app` and writes the response. Bytes the peer sends
@@ -150,7 +71,7 @@ pub(super) async fn respond(
     let reuse = reply.reuse;
     let sent = async {
         let Reply { head, body, framing, .. } = reply;
-        if framing == Framing::Empty {
+        if matches!(framing, Framing::Empty | Framing::HeadOnly) {
             io.write_all(&head).await?;
         } else {
             send_body(io, head, body, framing, unread).await?;
@@ -180,12 +101,19 @@ impl Reply {
     /// streamed, instead of taking room in every stream's task.)
     async fn to(request: Box<Request>, app: Router) -> Self {
         let wants_close = request.version() == Version::HTTP_10 || asks_to_close(&request);
+        let head_only = request.method() == Method::HEAD;
         let response = match Box::pin(app.oneshot(*request)).await {
             Ok(response) => response,
             Err(never) => match never {},
         };
         let (parts, body) = response.into_parts();
-        let framing = Framing::choose(parts.status, body.size_hint().exact(), wants_close);
+        let framing = if head_only {
+            // The router answers HEAD with GET's headers (its Content-Length too)
+            // and no body (RFC 9110 §9.3.2).
+            Framing::HeadOnly
+        } else {
+            Framing::choose(parts.status, body.size_hint().exact(), wants_close)
+        };
         // A body delimited by the close is only chosen when closing anyway.
         let reuse = if wants_close { Reuse::Close } else { Reuse::KeepAlive };
         Self { head: response_head(&parts, framing, reuse), body, framing, reuse }
@@ -207,6 +135,8 @@ fn asks_to_close(request: &Request) -> bool {
 enum Framing {
     /// No body at all (204, 304).
     Empty,
+    /// The answer to a `HEAD`: no body, the headers of a `GET` (its length kept).
+    HeadOnly,
     /// `Content-Length`.
     Length(u64),
     /// `Transfer-Encoding: chunked`.
@@ -239,8 +169,12 @@ fn response_head(parts: &response::Parts, framing: Framing, reuse: Reuse) -> Vec
     head.extend_from_slice(parts.status.canonical_reason().unwrap_or("").as_bytes());
     head.extend_from_slice(b"\r\n");
     for (name, value) in &parts.headers {
-        if matches!(*name, header::CONTENT_LENGTH | header::TRANSFER_ENCODING | header::CONNECTION)
-        {
+        let ours = match *name {
+            header::CONTENT_LENGTH => framing != Framing::HeadOnly,
+            header::TRANSFER_ENCODING | header::CONNECTION => true,
+            _ => false,
+        };
+        if ours {
             continue;
         }
         put_header(&mut head, name.as_str(), value.as_bytes());
@@ -252,7 +186,7 @@ fn response_head(parts: &response::Parts, framing: Framing, reuse: Reuse) -> Vec
             let _ = write!(head, "content-length: {size}\r\n");
         }
         Framing::Chunked => put_header(&mut head, "transfer-encoding", b"chunked"),
-        Framing::Empty | Framing::UntilClose => {}
+        Framing::Empty | Framing::HeadOnly | Framing::UntilClose => {}
     }
     if reuse == Reuse::Close {
         put_header(&mut head, "connection", b"close");
@@ -434,66 +368,6 @@ async fn write_all_vectored(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn peer() -> PeerAddr {
-        PeerAddr("127.0.0.1:5000".parse().unwrap())
-    }
-
-    #[test]
-    fn a_stream_request_is_parsed_with_its_headers_and_peer() {
-        let bytes = b"GET /sse?client_id=a HTTP/1.1\r\nHost: x\r\nLast-Event-ID: 5\r\n\r\nNEXT";
-        let Head::Direct { request, length, body: 0 } = parse_head(bytes, peer()) else {
-            panic!("not a stream request")
-        };
-        assert_eq!(&bytes[length..], b"NEXT");
-        assert_eq!(request.uri(), "/sse?client_id=a");
-        assert_eq!(request.headers()["last-event-id"], "5");
-        assert!(request.extensions().get::<ConnectInfo<PeerAddr>>().is_some());
-        let task = b"GET /jobs/abc/events HTTP/1.0\r\nContent-Length: 0\r\n\r\n";
-        assert!(matches!(parse_head(task, peer()), Head::Direct { body: 0, .. }));
-    }
-
-    #[test]
-    fn a_post_with_a_small_body_of_known_length_is_served_directly() {
-        let bytes =
-            b"POST /push HTTP/1.1\r\nContent-Type: application/json\r\nContent-Length: 2\r\n\r\n{}";
-        let Head::Direct { request, length, body } = parse_head(bytes, peer()) else {
-            panic!("not served directly")
-        };
-        assert_eq!((request.method(), &bytes[length..][..body]), (&Method::POST, &b"{}"[..]));
-        assert_eq!(request.headers()["content-type"], "application/json");
-        let no_body = b"POST /jobs/demo HTTP/1.1\r\n\r\n";
-        assert!(matches!(parse_head(no_body, peer()), Head::Direct { body: 0, .. }));
-        let largest = format!("POST /push HTTP/1.1\r\nContent-Length: {MAX_DIRECT_BODY}\r\n\r\n");
-        assert!(matches!(parse_head(largest.as_bytes(), peer()), Head::Direct { .. }));
-    }
-
-    #[test]
-    fn everything_else_is_left_to_hyper() {
-        let too_large =
-            format!("POST /push HTTP/1.1\r\nContent-Length: {}\r\n\r\n", MAX_DIRECT_BODY + 1);
-        for bytes in [
-            &b"GET / HTTP/1.1\r\n\r\n"[..],
-            b"HEAD /sse HTTP/1.1\r\n\r\n",
-            b"PUT /push HTTP/1.1\r\nContent-Length: 2\r\n\r\n{}",
-            b"GET /sse HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc",
-            b"POST /push HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n",
-            b"POST /push HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 2\r\n\r\n{}",
-            b"POST /push HTTP/1.1\r\nContent-Length: +2\r\n\r\n{}",
-            b"POST /push HTTP/1.1\r\nContent-Length: 2, 2\r\n\r\n{}",
-            b"POST /push HTTP/1.1\r\nContent-Length: 99999999999999999999999\r\n\r\n",
-            b"POST /push HTTP/1.1\r\nContent-Length: 2\r\nExpect: 100-continue\r\n\r\n",
-            too_large.as_bytes(),
-            b"GET /sse HTTP/1.1\r\nUpgrade: websocket\r\n\r\n",
-            b"GET /sse HTTP/1.1\r\nExpect: 100-continue\r\n\r\n",
-            b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
-            b"\x16\x03\x01 not http at all\r\n\r\n",
-        ] {
-            assert!(matches!(parse_head(bytes, peer()), Head::Other), "{bytes:?}");
-        }
-        assert!(matches!(parse_head(b"GET /sse HTTP/1.1\r\nHost:", peer()), Head::Partial));
-        assert!(matches!(parse_head(b"", peer()), Head::Partial));
-    }
 
     #[test]
     fn chunk_sizes_are_hex_lines() {
