@@ -1,4 +1,5 @@
-//! The JSON and URLs the page exchanges with the Herald server (docs/contract.md §3), as the page sees them.
+//! The JSON and URLs the page exchanges with the Herald server (docs/contract.md §3), as
+//! the page sees them.
 //!
 //! These are the app's own types: the server has its own and the two are deliberately not
 //! shared, so that each side is checked against the contract rather than against the other's

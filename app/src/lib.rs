@@ -1,4 +1,5 @@
-//! Herald's web app: one page, rendered on the server and hydrated in the browser (docs/contract.md §4).
+//! Herald's web app: one page, rendered on the server and hydrated in the browser
+//! (docs/contract.md §4).
 //!
 //! The page shows this tab's client id and the live state of its client stream, lists the
 //! messages that stream delivers, pushes messages through `POST /push`, runs the demo task

@@ -1,8 +1,8 @@
 //! The task panel: starts the demo task and follows its task stream to the final event.
 //!
-//! A task stream is short-lived (docs/contract.md §1.2): `progress` events, one `done`, then the server
-//! ends the response. An `EventSource` would reconnect after that, so the page closes it the
-//! moment `done` arrives, before handling the data.
+//! A task stream is short-lived (docs/contract.md §1.2): `progress` events, one `done`,
+//! then the server ends the response. An `EventSource` would reconnect after that, so the
+//! page closes it the moment `done` arrives, before handling the data.
 
 use leptos::{ev::SubmitEvent, prelude::*};
 

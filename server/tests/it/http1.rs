@@ -216,16 +216,6 @@ async fn bodies_over_the_limit_are_refused_before_they_are_read() {
     assert_eq!(last_answer(&server, malformed.as_bytes()).await.status, 400);
 }
 
-/// `herald_limited_total{limit}` as the node reports it.
-async fn limited(server: &TestServer, limit: &str) -> u64 {
-    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let prefix = format!("herald_limited_total{{limit=\"{limit}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
-        .expect("the limit is reported")
-}
-
 /// A connection that has had one request answered.
 async fn after_one_request(server: &TestServer) -> TcpStream {
     let mut socket = TcpStream::connect(server.addr).await.unwrap();
@@ -262,7 +252,7 @@ async fn a_kept_alive_connection_idle_too_long_is_closed() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut rest)).await;
     assert!(closed.is_ok() && rest.is_empty(), "closed without a word: {rest:?}");
-    assert_eq!(limited(&server, "keepalive_timeout").await, 1);
+    assert_eq!(server.limited("keepalive_timeout").await, 1);
 }
 
 #[tokio::test]
@@ -274,7 +264,7 @@ async fn a_later_request_head_sent_slowly_is_cut_off() {
     assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer:?}");
     assert!(answer.contains("did not arrive"), "{answer:?}");
     assert!(took < Duration::from_secs(4), "cut off at the header timeout, not the end: {took:?}");
-    assert_eq!(limited(&server, "header_timeout").await, 1);
+    assert_eq!(server.limited("header_timeout").await, 1);
 }
 
 #[tokio::test]
@@ -296,5 +286,5 @@ async fn a_body_sent_slowly_is_cut_off_on_any_request() {
         let (answer, _) = trickle(&mut socket, body, Duration::from_millis(50)).await;
         assert!(answer.starts_with("HTTP/1.1 408 Request Timeout\r\n"), "{answer:?}");
     }
-    assert_eq!(limited(&server, "body_timeout").await, 2);
+    assert_eq!(server.limited("body_timeout").await, 2);
 }

@@ -7,16 +7,6 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::support::{PATIENCE, TestServer, eventually};
 
-/// `herald_limited_total{limit="…"}` as the node reports it.
-async fn limited(server: &TestServer, limit: &str) -> u64 {
-    let text = server.http.get(server.url("/metrics")).send().await.unwrap().text().await.unwrap();
-    let prefix = format!("herald_limited_total{{limit=\"{limit}\"}} ");
-    text.lines()
-        .find_map(|line| line.strip_prefix(&prefix))
-        .and_then(|value| value.parse().ok())
-        .expect("the limit is reported")
-}
-
 async fn open(server: &TestServer, client: &str) -> reqwest::Response {
     server.http.get(server.url(&format!("/sse?client_id={client}"))).send().await.unwrap()
 }
@@ -30,7 +20,7 @@ async fn streams_per_address_are_limited_and_given_back() {
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     let error: serde_json::Value = refused.json().await.unwrap();
     assert!(error["error"].as_str().unwrap().contains("at most 2 streams from one address"));
-    assert_eq!(limited(&server, "connections_per_address").await, 1);
+    assert_eq!(server.limited("connections_per_address").await, 1);
 
     drop(first);
     eventually(|| async { open(&server, "c").await.status() == StatusCode::OK }).await;
@@ -45,7 +35,7 @@ async fn streams_per_node_are_limited() {
     for response in [open(&server, "b").await, server.http.get(events).send().await.unwrap()] {
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
     }
-    assert_eq!(limited(&server, "connections").await, 2);
+    assert_eq!(server.limited("connections").await, 2);
     // Everything that is not a stream goes on as before.
     server.push(json!({"client_id": "a", "message": "still here"})).await;
 }
@@ -79,7 +69,7 @@ async fn pushes_per_publisher_are_limited_with_retry_after() {
     assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(refused.headers()["retry-after"], "1");
     assert_eq!(push(keys[1]).await.unwrap().status(), StatusCode::OK, "another publisher");
-    assert_eq!(limited(&server, "push_rate").await, 1);
+    assert_eq!(server.limited("push_rate").await, 1);
 }
 
 #[tokio::test]
@@ -87,13 +77,13 @@ async fn topic_and_size_refusals_are_counted() {
     let server = TestServer::start_with(&["--max-topics", "1", "--max-message-bytes", "8"]).await;
     let response = open(&server, "a&topic=x&topic=y").await;
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
-    assert_eq!(limited(&server, "topics").await, 1);
+    assert_eq!(server.limited("topics").await, 1);
     let (status, _) = server.post("/push", json!({"broadcast": true, "message": "too long"})).await;
     assert_eq!(status, StatusCode::OK, "8 bytes fit");
     let (status, _) =
         server.post("/push", json!({"broadcast": true, "message": "far too long"})).await;
     assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
-    assert_eq!(limited(&server, "size").await, 1);
+    assert_eq!(server.limited("size").await, 1);
 }
 
 #[tokio::test]
@@ -104,7 +94,7 @@ async fn a_client_that_trickles_its_headers_is_cut_off() {
     let mut rest = Vec::new();
     let closed = tokio::time::timeout(PATIENCE, slow.read_to_end(&mut rest)).await;
     assert!(closed.is_ok(), "the server closes a connection whose headers never end");
-    assert_eq!(limited(&server, "header_timeout").await, 1);
+    assert_eq!(server.limited("header_timeout").await, 1);
     assert_eq!(server.get("/healthz").await.0, StatusCode::OK, "others are served");
 }
 
@@ -125,7 +115,7 @@ async fn a_peer_that_stops_taking_data_is_cut_off() {
         server.push(json!({"client_id": "stalled", "message": big})).await;
     }
     eventually(|| async { connected().await == 0 }).await;
-    assert_eq!(limited(&server, "write_timeout").await, 1);
+    assert_eq!(server.limited("write_timeout").await, 1);
     let mut fast = server.subscribe("client_id=fast").await;
     server.push(json!({"client_id": "fast", "message": "served"})).await;
     assert_eq!(fast.next_data().await, "served");

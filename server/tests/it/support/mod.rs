@@ -113,6 +113,16 @@ impl Api {
         )
     }
 
+    /// `herald_limited_total{limit="…"}` as the node reports it.
+    pub async fn limited(&self, limit: &str) -> u64 {
+        let text = self.http.get(self.url("/metrics")).send().await.unwrap().text().await.unwrap();
+        let prefix = format!("herald_limited_total{{limit=\"{limit}\"}} ");
+        text.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .and_then(|value| value.parse().ok())
+            .expect("the limit is reported")
+    }
+
     /// Opens `GET /sse?{query}` and expects a stream.
     pub async fn subscribe(&self, query: &str) -> SseClient {
         self.open_stream(&format!("/sse?{query}"), None).await
