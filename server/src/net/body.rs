@@ -98,17 +98,24 @@ async fn skip_trailers(
     unread: &mut Vec<u8>,
 ) -> Result<(), BodyError> {
     loop {
-        let mut fields = [httparse::EMPTY_HEADER; super::head::MAX_HEADERS];
-        match httparse::parse_headers(unread, &mut fields) {
-            Ok(httparse::Status::Complete((length, _))) => {
-                unread.drain(..length);
-                return Ok(());
-            }
-            Ok(httparse::Status::Partial) if unread.len() <= super::head::MAX_HEAD => {
-                read_more(io, unread).await?;
-            }
-            _ => return Err(BodyError::Malformed),
+        if let Some(length) = trailers_end(unread)? {
+            unread.drain(..length);
+            return Ok(());
         }
+        read_more(io, unread).await?;
+    }
+}
+
+/// Where the trailer section at the start of `bytes` ends, if it is complete.
+///
+/// Not inline in [`skip_trailers`]: the parser's field array (3 KiB) would then live
+/// across its `await`, in the future of every connection's task, streams included.
+fn trailers_end(bytes: &[u8]) -> Result<Option<usize>, BodyError> {
+    let mut fields = [httparse::EMPTY_HEADER; super::head::MAX_HEADERS];
+    match httparse::parse_headers(bytes, &mut fields) {
+        Ok(httparse::Status::Complete((length, _))) => Ok(Some(length)),
+        Ok(httparse::Status::Partial) if bytes.len() <= super::head::MAX_HEAD => Ok(None),
+        _ => Err(BodyError::Malformed),
     }
 }
 

@@ -204,3 +204,37 @@ fn expectation(request: &Request) -> Option<Refusal> {
         "the only expectation served is 100-continue",
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use super::*;
+    use crate::metrics::Metrics;
+    use crate::net::Guards;
+
+    /// Every open stream is one of these futures: what it holds, every idle
+    /// connection pays for (a buffer or a parser's array held across an `await`
+    /// would show here first).
+    #[tokio::test]
+    async fn a_connections_task_stays_small() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = tokio::net::TcpStream::connect(listener.local_addr().unwrap());
+        let (client, (server, peer)) =
+            tokio::join!(client, async { listener.accept().await.unwrap() });
+        let guards = Guards {
+            header_timeout: std::time::Duration::from_secs(1),
+            body_timeout: std::time::Duration::from_secs(1),
+            keepalive_timeout: std::time::Duration::from_secs(1),
+            write_timeout: std::time::Duration::from_secs(1),
+            max_body_bytes: 1024,
+        };
+        let io = GuardedStream::new(server, guards, Arc::new(Metrics::default()));
+        let (stopping, _) = watch::channel(());
+        let task = serve(io, PeerAddr(peer), Router::new(), stopping);
+        let size = std::mem::size_of_val(&task);
+        println!("a connection's task: {size} bytes");
+        assert!(size <= 1536, "a connection's task takes {size} bytes");
+        drop(client);
+    }
+}
