@@ -41,6 +41,9 @@ pub enum ApiError {
     ShuttingDown,
     /// 503: the broker the node depends on cannot be reached.
     Unavailable(String),
+    /// A request the connection refused for its framing, body or expectations
+    /// (400, 408, 413, 417; see [`crate::net::Refusal`]).
+    Refused(StatusCode, String),
 }
 
 impl ApiError {
@@ -56,6 +59,7 @@ impl ApiError {
             Self::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::TooManyRequests(_) => StatusCode::TOO_MANY_REQUESTS,
             Self::ShuttingDown | Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Refused(status, _) => *status,
         }
     }
 
@@ -93,7 +97,8 @@ impl std::fmt::Display for ApiError {
             | Self::UnsupportedMediaType(text)
             | Self::TooManyRequests(text)
             | Self::MethodNotAllowed(text)
-            | Self::Unavailable(text) => f.write_str(text),
+            | Self::Unavailable(text)
+            | Self::Refused(_, text) => f.write_str(text),
             Self::ShuttingDown => HubError::ShuttingDown.fmt(f),
         }
     }
@@ -113,6 +118,26 @@ impl IntoResponse for ApiError {
         }
         response
     }
+}
+
+impl From<&crate::net::Refusal> for ApiError {
+    fn from(refusal: &crate::net::Refusal) -> Self {
+        Self::Refused(refusal.status, refusal.message.to_owned())
+    }
+}
+
+/// The answer to a handler that panicked (a bug, never a client's doing): a 500
+/// that says nothing of it; the panic's message goes to the log.
+#[allow(clippy::needless_pass_by_value)] // the shape tower-http's CatchPanicLayer calls
+pub fn panicked(panic: Box<dyn std::any::Any + Send + 'static>) -> Response {
+    let message = panic
+        .downcast_ref::<&str>()
+        .map(|text| (*text).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    tracing::error!("a request handler panicked: {message}");
+    let body = Json(json!({"error": "internal error; the server's log says more"}));
+    (StatusCode::INTERNAL_SERVER_ERROR, body).into_response()
 }
 
 impl From<JsonRejection> for ApiError {

@@ -17,7 +17,7 @@ pub fn router(state: AppState) -> Router {
     #[cfg(not(feature = "ssr"))]
     let router = router
         .fallback(|| async { crate::error::ApiError::NotFound("no such endpoint".to_owned()) });
-    router.with_state(state)
+    crate::api::with_outer_layers(router, &state).with_state(state)
 }
 
 /// Serves until `shutdown` resolves, then ends every stream, lets in-flight requests

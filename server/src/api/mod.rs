@@ -31,7 +31,7 @@ use futures::StreamExt;
 
 /// The API routes, without the web app.
 pub fn router(state: &AppState) -> Router<AppState> {
-    let router = Router::new()
+    Router::new()
         .merge(subscribe::routes())
         .merge(push::routes())
         .merge(jobs::routes())
@@ -43,11 +43,29 @@ pub fn router(state: &AppState) -> Router<AppState> {
             )
         })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
-        .layer(middleware::from_fn_with_state(state.clone(), gate));
-    // Outermost, so that preflight requests are answered before any check.
+        .layer(middleware::from_fn_with_state(state.clone(), gate))
+}
+
+/// The layers around every route, the web app's too: a request the connection
+/// refused (its body too large or too slow, say; see [`crate::net::Refusal`]) is
+/// answered as an API error, a handler that panics is answered 500 instead of
+/// dropping the connection, and CORS, outermost, answers preflight requests before
+/// any check and puts its headers on every answer, refusals included.
+pub fn with_outer_layers(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    let router = router
+        .layer(middleware::from_fn(answer_refused))
+        .layer(tower_http::catch_panic::CatchPanicLayer::custom(crate::error::panicked));
     match state.cors.clone() {
         Some(cors) => router.layer(cors),
         None => router,
+    }
+}
+
+/// Answers a request the connection refused; passes every other one on.
+async fn answer_refused(request: Request, next: Next) -> Response {
+    match request.extensions().get::<crate::net::Refusal>() {
+        Some(refusal) => ApiError::from(refusal).into_response(),
+        None => next.run(request).await,
     }
 }
 

@@ -35,7 +35,10 @@ pub struct Claims {
     /// Task ids whose streams the holder may watch; `*` allows any.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub jobs: Vec<String>,
-    /// Expiry, in seconds since the Unix epoch.
+    /// Expiry, in seconds since the Unix epoch (RFC 7519's NumericDate: a fraction
+    /// is allowed, and dropped). Read as 0 when absent, so that the token is refused
+    /// for the missing claim by name rather than as unreadable.
+    #[serde(default, deserialize_with = "numeric_date")]
     pub exp: u64,
 }
 
@@ -291,6 +294,11 @@ impl SubscriberAuth {
     /// claim that fails, as its own refusal.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenRefusal> {
         let header = jsonwebtoken::decode_header(token).map_err(|_| TokenRefusal::Invalid)?;
+        if names_critical_extensions(token) {
+            // RFC 7515 §4.1.11: extensions a recipient does not understand, and
+            // Herald understands none, make the token invalid.
+            return Err(TokenRefusal::Invalid);
+        }
         let validation = self.validation(header.alg);
         for key in self.keys.iter().filter(|key| key.may_have_signed(&header)) {
             match jsonwebtoken::decode::<Claims>(token, &key.key, &validation) {
@@ -348,6 +356,28 @@ impl SubscriberAuth {
         }
         validation.set_required_spec_claims(&required);
         validation
+    }
+}
+
+/// Whether the token's header carries `crit` (RFC 7515 §4.1.11).
+fn names_critical_extensions(token: &str) -> bool {
+    use base64::Engine as _;
+    let Some(encoded) = token.split('.').next() else { return false };
+    let Ok(header) = base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(encoded) else {
+        return false;
+    };
+    serde_json::from_slice::<serde_json::Value>(&header)
+        .is_ok_and(|header| header.get("crit").is_some())
+}
+
+/// A NumericDate (RFC 7519 §2): seconds since the epoch, possibly with a fraction.
+fn numeric_date<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<u64, D::Error> {
+    let seconds = f64::deserialize(deserializer)?;
+    if seconds.is_finite() && seconds >= 0.0 {
+        // Whole seconds, as the check on `exp` compares them.
+        Ok(seconds.floor().min(u64::MAX as f64) as u64)
+    } else {
+        Err(serde::de::Error::custom("a NumericDate is a non-negative number of seconds"))
     }
 }
 

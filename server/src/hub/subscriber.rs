@@ -359,7 +359,8 @@ mod tests {
     async fn a_reader_that_only_looked_in_passing_is_still_woken_when_it_waits() {
         use futures::FutureExt;
         let subscriber = Arc::new(Subscriber::new(2));
-        // As the direct writer does when it gathers a batch: a poll that will not wait.
+        // As the connection writer (net/response.rs) does when it gathers a batch: a
+        // poll that will not wait.
         assert_eq!(subscriber.next().now_or_never(), None);
         let reader = tokio::spawn({
             let subscriber = subscriber.clone();

@@ -66,12 +66,9 @@ async fn read_chunked(
     let mut body = BytesMut::new();
     loop {
         let (line, size) = loop {
-            match httparse::parse_chunk_size(unread) {
-                Ok(httparse::Status::Complete(found)) => break found,
-                Ok(httparse::Status::Partial) if unread.len() <= MAX_CHUNK_LINE => {
-                    read_more(io, unread).await?;
-                }
-                _ => return Err(BodyError::Malformed),
+            match chunk_size(unread)? {
+                Some(found) => break found,
+                None => read_more(io, unread).await?,
             }
         };
         unread.drain(..line);
@@ -92,6 +89,35 @@ async fn read_chunked(
     }
 }
 
+/// The chunk-size line at the start of `bytes`, if it is complete: its length with
+/// its CRLF, and the size it gives.
+///
+/// Strict, because a chunk boundary two parsers see differently is a smuggled
+/// request (RFC 9112 §7.1, §11.2): hex digits, then any extensions, then CRLF. An
+/// extension holds no control character, so no bare LF or CR that a proxy in front
+/// could take for the end of the line; the line must end in CRLF, never a bare LF.
+fn chunk_size(bytes: &[u8]) -> Result<Option<(usize, u64)>, BodyError> {
+    let Some(end) = bytes.iter().position(|&byte| byte == b'\n') else {
+        return if bytes.len() <= MAX_CHUNK_LINE { Ok(None) } else { Err(BodyError::Malformed) };
+    };
+    let line = match bytes[..end].strip_suffix(b"\r") {
+        Some(line) if line.len() <= MAX_CHUNK_LINE => line,
+        _ => return Err(BodyError::Malformed),
+    };
+    let digits = line.iter().take_while(|byte| byte.is_ascii_hexdigit()).count();
+    let (size, extensions) = line.split_at(digits);
+    if size.is_empty() || size.len() > 16 {
+        return Err(if size.is_empty() { BodyError::Malformed } else { BodyError::TooLarge });
+    }
+    let extensions_valid = extensions.iter().all(|&byte| byte == b'\t' || !byte.is_ascii_control())
+        && (extensions.is_empty() || extensions.trim_ascii_start().starts_with(b";"));
+    if !extensions_valid {
+        return Err(BodyError::Malformed);
+    }
+    let size = std::str::from_utf8(size).ok().and_then(|hex| u64::from_str_radix(hex, 16).ok());
+    size.map(|size| Some((end + 1, size))).ok_or(BodyError::Malformed)
+}
+
 /// Reads past the trailer section that ends a chunked body.
 async fn skip_trailers(
     io: &mut (impl AsyncRead + Unpin),
@@ -106,17 +132,27 @@ async fn skip_trailers(
     }
 }
 
-/// Where the trailer section at the start of `bytes` ends, if it is complete.
+/// Where the trailer section at the start of `bytes` ends, if it is complete. Its
+/// lines end in CRLF, as every line of a chunked body must (see [`chunk_size`]).
 ///
 /// Not inline in [`skip_trailers`]: the parser's field array (3 KiB) would then live
 /// across its `await`, in the future of every connection's task, streams included.
 fn trailers_end(bytes: &[u8]) -> Result<Option<usize>, BodyError> {
     let mut fields = [httparse::EMPTY_HEADER; super::head::MAX_HEADERS];
     match httparse::parse_headers(bytes, &mut fields) {
-        Ok(httparse::Status::Complete((length, _))) => Ok(Some(length)),
-        Ok(httparse::Status::Partial) if bytes.len() <= super::head::MAX_HEAD => Ok(None),
+        Ok(httparse::Status::Complete((length, _))) if !has_bare_lf(&bytes[..length]) => {
+            Ok(Some(length))
+        }
+        Ok(httparse::Status::Partial) if bytes.len() <= super::head::MAX_HEAD => {
+            if has_bare_lf(bytes) { Err(BodyError::Malformed) } else { Ok(None) }
+        }
         _ => Err(BodyError::Malformed),
     }
+}
+
+/// Whether a line in `bytes` ends in LF without CR.
+fn has_bare_lf(bytes: &[u8]) -> bool {
+    bytes.iter().enumerate().any(|(at, &byte)| byte == b'\n' && (at == 0 || bytes[at - 1] != b'\r'))
 }
 
 /// Reads until `unread` holds at least `wanted` bytes.
@@ -174,7 +210,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_chunked_body_is_decoded_with_extensions_and_trailers() {
-        let sent = b"5;name=value\r\nhello\r\n6\r\n world\r\n0\r\nChecksum: x\r\n\r\nNEXT";
+        let sent =
+            b"5;name=value\r\nhello\r\n6 ; q=\"a b\"\r\n world\r\n0\r\nChecksum: x\r\n\r\nNEXT";
         let (read, rest) = body(sent, BodyFraming::Chunked, 64).await;
         assert_eq!(&read.unwrap()[..], b"hello world");
         assert_eq!(rest, b"NEXT");
@@ -193,6 +230,19 @@ mod tests {
             b"zz\r\nhello\r\n0\r\n\r\n",
             b"-5\r\nhello\r\n0\r\n\r\n",
             b"5\r\nhello\r\n0\r\nbad trailer\r\n\r\n",
+            // A bare LF or a control character inside an extension: a proxy that ends
+            // the line there sees other chunks (a smuggled request).
+            b"2;\nxx\r\n2f\r\n0\r\n\r\n",
+            b"2;a=\x01\r\nxx\r\n0\r\n\r\n",
+            b"2;\x00\r\nxx\r\n0\r\n\r\n",
+            b"0;\nX\r\n\r\n",
+            b"2\nxx\r\n0\r\n\r\n",
+            b"2 x\r\nxx\r\n0\r\n\r\n",
+            b" 2\r\nxx\r\n0\r\n\r\n",
+            b"0x2\r\nxx\r\n0\r\n\r\n",
+            // Trailers end their lines in CRLF too.
+            b"0\r\n\n",
+            b"0\r\nX: y\n\r\n",
         ] {
             let (read, _) = body(malformed, BodyFraming::Chunked, 64).await;
             assert!(matches!(read, Err(BodyError::Malformed)), "{malformed:?}: {read:?}");

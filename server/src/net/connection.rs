@@ -18,7 +18,7 @@
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::http::{StatusCode, Version, header};
+use axum::http::{HeaderValue, StatusCode, Version, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
@@ -52,10 +52,16 @@ pub(super) async fn serve(
         };
         let request = match next {
             Next::Request(request) => request,
+            Next::RefuseRequest(mut request, refusal) => {
+                // Answered by the router like any API error, then the connection closes.
+                request.extensions_mut().insert(refusal);
+                request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
+                response::respond(&mut io, request, app, &mut unread).await;
+                return;
+            }
             Next::Refuse(refusal) => {
                 // Best effort: the connection is closed either way.
-                let answer = response::refusal(refusal.status, refusal.message);
-                let _ = io.write_all(&answer).await;
+                let _ = io.write_all(&response::refusal(&refusal)).await;
                 let _ = io.shutdown().await;
                 return;
             }
@@ -74,8 +80,12 @@ pub(super) async fn serve(
 enum Next {
     /// A request to answer, its body read.
     Request(Box<Request>),
-    /// A request to refuse before the router sees it; the connection then closes.
+    /// A request whose head could not be trusted, refused here; the connection then
+    /// closes.
     Refuse(Refusal),
+    /// A request refused for its body or expectations: the router answers it (see
+    /// [`Refusal`]); the connection then closes.
+    RefuseRequest(Box<Request>, Refusal),
     /// The peer closed, failed, or stayed silent too long: close without a word.
     Gone,
 }
@@ -91,9 +101,9 @@ async fn read_request(
     first: bool,
 ) -> Next {
     if unread.is_empty() {
-        match timeout_at(idle_until, io.readable()).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Next::Gone,
+        match timeout_at(idle_until, io.has_data()).await {
+            Ok(Ok(true)) => {}
+            Ok(Ok(false) | Err(_)) => return Next::Gone,
             Err(_) => {
                 io.count(if first { Limit::HeaderTimeout } else { Limit::KeepaliveTimeout });
                 return Next::Gone;
@@ -117,11 +127,11 @@ async fn read_request(
         return Next::Request(request);
     }
     if let Some(refusal) = expectation(&request) {
-        return Next::Refuse(refusal);
+        return Next::RefuseRequest(request, refusal);
     }
     let limit = io.guards().max_body_bytes;
     if matches!(framing, BodyFraming::Length(length) if length > limit as u64) {
-        return too_large(io);
+        return too_large(io, request);
     }
     if expects_continue(&request) && io.write_all(response::CONTINUE).await.is_err() {
         return Next::Gone;
@@ -132,21 +142,24 @@ async fn read_request(
             *request.body_mut() = Body::from(body);
             Next::Request(request)
         }
-        Ok(Err(BodyError::TooLarge)) => too_large(io),
-        Ok(Err(BodyError::Malformed)) => Next::Refuse(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            "the chunked request body is malformed",
-        )),
+        Ok(Err(BodyError::TooLarge)) => too_large(io, request),
+        Ok(Err(BodyError::Malformed)) => Next::RefuseRequest(
+            request,
+            Refusal::new(StatusCode::BAD_REQUEST, "the chunked request body is malformed"),
+        ),
         Ok(Err(BodyError::Io(error))) => {
             tracing::debug!("request body from {} ended early: {error}", peer.0);
             Next::Gone
         }
         Err(_) => {
             io.count(Limit::BodyTimeout);
-            Next::Refuse(Refusal::new(
-                StatusCode::REQUEST_TIMEOUT,
-                "the request body did not arrive within the time limit",
-            ))
+            Next::RefuseRequest(
+                request,
+                Refusal::new(
+                    StatusCode::REQUEST_TIMEOUT,
+                    "the request body did not arrive within the time limit",
+                ),
+            )
         }
     }
 }
@@ -178,9 +191,10 @@ async fn read_head(
 }
 
 /// A body over `--max-body-bytes`: refused before it is read (RFC 9110 §15.5.14).
-fn too_large(io: &GuardedStream) -> Next {
+fn too_large(io: &GuardedStream, request: Box<Request>) -> Next {
     io.count(Limit::Size);
-    Next::Refuse(Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large"))
+    let refusal = Refusal::new(StatusCode::PAYLOAD_TOO_LARGE, "the request body is too large");
+    Next::RefuseRequest(request, refusal)
 }
 
 /// Whether the client waits for `100 Continue` before sending its body.

@@ -39,10 +39,12 @@ impl GuardedStream {
         self.metrics.limited(limit);
     }
 
-    /// Waits until the peer sends something or hangs up, without reading it (so
-    /// without a buffer).
-    pub(super) async fn readable(&mut self) -> io::Result<()> {
-        self.stream.readable().await
+    /// Waits until the peer sends something (`true`) or hangs up (`false`), without
+    /// taking it (so without a buffer). A peek, not `readable()`: readiness can be
+    /// left over from the previous read, which would end the wait at once.
+    pub(super) async fn has_data(&mut self) -> io::Result<bool> {
+        let mut first = [0; 1];
+        Ok(self.stream.peek(&mut first).await? > 0)
     }
 
     /// Runs the write deadline around a write that may wait on the peer.

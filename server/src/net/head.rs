@@ -17,6 +17,7 @@
 //! | no `Transfer-Encoding` beside `Content-Length`, nor in HTTP/1.0 | §6.1, §6.3 | 400 |
 //! | `Transfer-Encoding` ends in `chunked` (the only coding read here) | §6.3, §7 | 400 |
 //! | a head of at most [`MAX_HEAD`] bytes and [`MAX_HEADERS`] fields | RFC 6585 §5 | 431 |
+//! | no fragment in the target; no `CONNECT` (Herald is no proxy) | §3.2, RFC 9110 §9.3.6 | 400; 405 |
 //!
 //! The parser is `httparse` (hyper's), strict by default: it refuses whitespace
 //! before a colon, folded lines, bare CRs and controls in field values itself.
@@ -57,17 +58,26 @@ pub(super) enum BodyFraming {
     Chunked,
 }
 
-/// Why a request is refused before it reaches the router: its status and a message
-/// for a person. The connection is closed after the answer.
+/// Why the connection refuses a request: its status and a message for a person. The
+/// connection is closed after the answer.
+///
+/// A refusal of a request whose head could be read (a body too large or too slow,
+/// an expectation not met) still goes through the router, carrying this in its
+/// extensions, so that it is answered like any API error (CORS headers included);
+/// one whose head could not be trusted is answered here.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Refusal {
-    pub(super) status: StatusCode,
-    pub(super) message: &'static str,
+pub struct Refusal {
+    /// The status to answer with.
+    pub status: StatusCode,
+    /// What is wrong, for a person.
+    pub message: &'static str,
+    /// The refused request was a `HEAD`: the answer has no body (RFC 9110 §9.3.2).
+    pub(super) bodiless: bool,
 }
 
 impl Refusal {
     pub(super) const fn new(status: StatusCode, message: &'static str) -> Self {
-        Self { status, message }
+        Self { status, message, bodiless: false }
     }
 
     const fn bad(message: &'static str) -> Self {
@@ -80,17 +90,21 @@ pub(super) fn parse(bytes: &[u8], peer: PeerAddr) -> Head {
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     match parsed.parse(bytes) {
+        Ok(httparse::Status::Complete(length)) if length > MAX_HEAD => Head::Refused(too_large()),
         Ok(httparse::Status::Complete(length)) => match request(&parsed, peer) {
             Ok((request, body)) => Head::Complete { request: Box::new(request), length, body },
-            Err(refusal) => Head::Refused(refusal),
+            Err(refusal) => {
+                Head::Refused(Refusal { bodiless: parsed.method == Some("HEAD"), ..refusal })
+            }
         },
-        Ok(httparse::Status::Partial) if bytes.len() > MAX_HEAD => Head::Refused(Refusal::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "the request head is too large",
-        )),
+        Ok(httparse::Status::Partial) if bytes.len() > MAX_HEAD => Head::Refused(too_large()),
         Ok(httparse::Status::Partial) => Head::Partial,
         Err(error) => Head::Refused(parse_refusal(error, bytes)),
     }
+}
+
+fn too_large() -> Refusal {
+    Refusal::new(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE, "the request head is too large")
 }
 
 /// The answer to a head `httparse` could not read.
@@ -204,19 +218,34 @@ fn request(
 
 /// The request target in one of its four forms (RFC 9112 §3.2): a path (and query),
 /// an absolute URI, `*` for `OPTIONS`, or `host:port` for `CONNECT`.
+///
+/// `CONNECT` (a tunnel through a proxy) is refused with 405: Herald is no proxy.
+/// An absolute URI without a path gets `/`, as its origin form would.
 fn target(method: &Method, text: &str) -> Result<Uri, Refusal> {
     let invalid = || Refusal::bad("the request target is invalid");
+    if *method == Method::CONNECT {
+        return Err(Refusal::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "CONNECT is not served here: Herald is not a proxy",
+        ));
+    }
+    // A fragment is the client's own business, never sent (RFC 9112 §3.2).
+    if text.contains('#') {
+        return Err(invalid());
+    }
     let uri: Uri = text.parse().map_err(|_| invalid())?;
-    let valid = if text.starts_with('/') {
-        true
-    } else if text == "*" {
-        method == Method::OPTIONS
-    } else if uri.scheme().is_some() {
-        matches!(uri.scheme_str(), Some("http" | "https")) && uri.authority().is_some()
-    } else {
-        method == Method::CONNECT && uri.authority().is_some()
-    };
-    if valid { Ok(uri) } else { Err(invalid()) }
+    if text.starts_with('/') || (text == "*" && *method == Method::OPTIONS) {
+        return Ok(uri);
+    }
+    if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
+        return Err(invalid());
+    }
+    if uri.path_and_query().is_some() {
+        return Ok(uri);
+    }
+    let mut parts = uri.into_parts();
+    parts.path_and_query = Some(axum::http::uri::PathAndQuery::from_static("/"));
+    Uri::from_parts(parts).map_err(|_| invalid())
 }
 
 /// A `Host` value: empty, or `host[:port]` without user information (RFC 9112
@@ -306,7 +335,7 @@ mod tests {
         for bytes in [
             &b"GET http://example.com/healthz HTTP/1.1\r\nHost: example.com\r\n\r\n"[..],
             b"OPTIONS * HTTP/1.1\r\nHost: x\r\n\r\n",
-            b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n",
+            b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: \r\n\r\n",
             b"GET / HTTP/1.1\r\nHost: [::1]:3000\r\n\r\n",
             b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n",
@@ -376,10 +405,20 @@ mod tests {
             b"GET relative HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET * HTTP/1.1\r\nHost: x\r\n\r\n",
             b"GET ftp://x/ HTTP/1.1\r\nHost: x\r\n\r\n",
+            b"GET /healthz#fragment HTTP/1.1\r\nHost: x\r\n\r\n",
             b"\x16\x03\x01 not http at all\r\n\r\n",
         ] {
             assert_eq!(refused(bytes).status, StatusCode::BAD_REQUEST, "{bytes:?}");
         }
+    }
+
+    #[test]
+    fn a_target_without_a_path_gets_one_and_connect_is_refused() {
+        let (request, ..) =
+            accepted(b"GET http://example.com HTTP/1.1\r\nHost: example.com\r\n\r\n");
+        assert_eq!(request.uri().path_and_query().map(|p| p.as_str()), Some("/"));
+        let connect = b"CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n";
+        assert_eq!(refused(connect).status, StatusCode::METHOD_NOT_ALLOWED);
     }
 
     #[test]
@@ -389,6 +428,11 @@ mod tests {
         }
         let huge = format!("GET / HTTP/1.1\r\nHost: x\r\nX-A: {}", "a".repeat(MAX_HEAD));
         assert_eq!(refused(huge.as_bytes()).status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);
+        let complete = format!("{huge}\r\n\r\n");
+        assert_eq!(
+            refused(complete.as_bytes()).status,
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE
+        );
         let many: String = (0..=MAX_HEADERS).map(|n| format!("X-{n}: a\r\n")).collect();
         let many = format!("GET / HTTP/1.1\r\nHost: x\r\n{many}\r\n");
         assert_eq!(refused(many.as_bytes()).status, StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE);

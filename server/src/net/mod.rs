@@ -25,6 +25,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 
 pub use guard::GuardedStream;
+pub use head::Refusal;
 
 use crate::metrics::Metrics;
 

@@ -25,6 +25,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tower::ServiceExt;
 
 use super::guard::GuardedStream;
+use super::head::Refusal;
 
 /// Frames already waiting are written together, up to this many...
 const MAX_BATCH_FRAMES: usize = 64;
@@ -45,17 +46,19 @@ pub(super) enum Reuse {
 /// send its body (RFC 9110 §10.1.1).
 pub(super) const CONTINUE: &[u8] = b"HTTP/1.1 100 Continue\r\n\r\n";
 
-/// A complete response refusing a request with `status` and a JSON error carrying
-/// `message`, closing the connection (the contract's error shape, for requests the
-/// router never sees).
-pub(super) fn refusal(status: StatusCode, message: &str) -> Vec<u8> {
-    let body = serde_json::json!({ "error": message }).to_string();
+/// A complete response to a request refused before the router could see it (its
+/// head could not be trusted): the refusal's status and a JSON error, the contract's
+/// error shape, closing the connection.
+pub(super) fn refusal(refusal: &Refusal) -> Vec<u8> {
+    let body = serde_json::json!({ "error": refusal.message }).to_string();
     let mut parts = response::Response::new(()).into_parts().0;
-    parts.status = status;
+    parts.status = refusal.status;
     parts.headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     let length = u64::try_from(body.len()).unwrap_or(u64::MAX);
     let mut bytes = response_head(&parts, Framing::Length(length), Reuse::Close);
-    bytes.extend_from_slice(body.as_bytes());
+    if !refusal.bodiless {
+        bytes.extend_from_slice(body.as_bytes());
+    }
     bytes
 }
 
@@ -112,7 +115,10 @@ impl Reply {
             // and no body (RFC 9110 §9.3.2).
             Framing::HeadOnly
         } else {
-            Framing::choose(parts.status, body.size_hint().exact(), wants_close)
+            // A handler that knows its body's length says so in the header even when
+            // the body cannot (a file, say); `send_body` holds the body to it.
+            let size = body.size_hint().exact().or_else(|| declared_length(&parts.headers));
+            Framing::choose(parts.status, size, wants_close)
         };
         // A body delimited by the close is only chosen when closing anyway.
         let reuse = if wants_close { Reuse::Close } else { Reuse::KeepAlive };
@@ -216,19 +222,63 @@ async fn send_body(
     let mut frames = body.into_data_stream();
     let mut ready = Batch::default();
     take_ready(&mut frames, &mut ready)?;
+    let mut length = LengthCheck::for_framing(framing);
+    length.add(&ready.frames)?;
     write_batch(io, &head, &ready.frames, framing).await?;
     // Nothing written is kept while the stream waits for more.
     let mut last = ready.last;
     drop((head, ready));
     while !last {
         let batch = next_batch(&mut frames, io, unread).await?;
+        length.add(&batch.frames)?;
         write_batch(io, &[], &batch.frames, framing).await?;
         last = batch.last;
     }
+    length.finish()?;
     if framing == Framing::Chunked {
         io.write_all(b"0\r\n\r\n").await?;
     }
     Ok(())
+}
+
+/// A valid `Content-Length` header's value.
+fn declared_length(headers: &axum::http::HeaderMap) -> Option<u64> {
+    headers.get(header::CONTENT_LENGTH)?.to_str().ok()?.parse().ok()
+}
+
+/// Holds a body to the length its head announced: a body that runs over or ends
+/// short would leave the client reading the next response at the wrong byte, so
+/// either ends the connection instead.
+struct LengthCheck {
+    /// Bytes still due; `None` when the framing is not by length.
+    due: Option<u64>,
+}
+
+impl LengthCheck {
+    fn for_framing(framing: Framing) -> Self {
+        Self { due: if let Framing::Length(length) = framing { Some(length) } else { None } }
+    }
+
+    fn add(&mut self, frames: &[Bytes]) -> io::Result<()> {
+        let Some(due) = &mut self.due else { return Ok(()) };
+        let size: u64 = frames.iter().map(|frame| frame.len() as u64).sum();
+        *due = due.checked_sub(size).ok_or_else(|| mismatch("more"))?;
+        Ok(())
+    }
+
+    fn finish(&self) -> io::Result<()> {
+        match self.due {
+            Some(due) if due > 0 => Err(mismatch("less")),
+            _ => Ok(()),
+        }
+    }
+}
+
+fn mismatch(what: &str) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::InvalidData,
+        format!("the response body held {what} than its Content-Length"),
+    )
 }
 
 /// Frames to write together.
@@ -368,6 +418,35 @@ async fn write_all_vectored(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_declared_length_frames_a_body_of_unknown_size() {
+        // A file served by the router: its size is in the header, not the body's hint.
+        let app = Router::new().route(
+            "/",
+            axum::routing::get(|| async {
+                let chunks =
+                    futures::stream::iter([Ok::<_, io::Error>(Bytes::from_static(b"hello"))]);
+                ([(header::CONTENT_LENGTH, "5")], Body::from_stream(chunks))
+            }),
+        );
+        let reply = Reply::to(Box::new(Request::new(Body::empty())), app).await;
+        assert_eq!(reply.framing, Framing::Length(5));
+        let head = String::from_utf8(reply.head).unwrap();
+        assert!(head.contains("content-length: 5\r\n") && !head.contains("chunked"), "{head}");
+    }
+
+    #[test]
+    fn a_body_is_held_to_its_announced_length() {
+        let frames = [Bytes::from_static(b"abc"), Bytes::from_static(b"de")];
+        let mut exact = LengthCheck::for_framing(Framing::Length(5));
+        assert!(exact.add(&frames).is_ok() && exact.finish().is_ok());
+        let mut short = LengthCheck::for_framing(Framing::Length(6));
+        assert!(short.add(&frames).is_ok() && short.finish().is_err());
+        assert!(LengthCheck::for_framing(Framing::Length(4)).add(&frames).is_err());
+        let mut chunked = LengthCheck::for_framing(Framing::Chunked);
+        assert!(chunked.add(&frames).is_ok() && chunked.finish().is_ok());
+    }
 
     #[test]
     fn chunk_sizes_are_hex_lines() {

@@ -158,6 +158,31 @@ async fn a_cross_origin_publisher_can_read_when_to_retry() {
 }
 
 #[tokio::test]
+async fn a_body_refused_by_the_connection_still_carries_cors_headers() {
+    let server = TestServer::start_with(&[
+        "--cors-origin",
+        "https://app.example",
+        "--max-body-bytes",
+        "100",
+    ])
+    .await;
+    let refused = server
+        .http
+        .post(server.url("/push"))
+        .header("origin", "https://app.example")
+        .header("content-type", "application/json")
+        .body("x".repeat(101))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(refused.headers()["access-control-allow-origin"], "https://app.example");
+    assert_eq!(refused.headers()["connection"], "close");
+    let error: Value = refused.json().await.unwrap();
+    assert!(error["error"].as_str().unwrap().contains("too large"), "{error}");
+}
+
+#[tokio::test]
 async fn any_origin_is_allowed_only_without_credentials() {
     let server = TestServer::start_with(&["--cors-origin", "*"]).await;
     let response =

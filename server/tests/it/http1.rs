@@ -157,12 +157,64 @@ async fn malformed_fields_and_request_lines_are_refused() {
         "GET {path} HTTP/1.1 x\r\nHost: x\r\n\r\n",
         "GET\r\nHost: x\r\n\r\n",
         "GET * HTTP/1.1\r\nHost: x\r\n\r\n",
+        "GET {path}#fragment HTTP/1.1\r\nHost: x\r\n\r\n",
     ] {
         refused_everywhere(&server, request, 400).await;
     }
+    refused_everywhere(&server, "CONNECT x:443 HTTP/1.1\r\nHost: x:443\r\n\r\n", 405).await;
     refused_everywhere(&server, "GET {path} HTTP/2.0\r\nHost: x\r\n\r\n", 505).await;
     let huge = format!("GET {{path}} HTTP/1.1\r\nHost: x\r\nX-A: {}\r\n\r\n", "a".repeat(40_000));
     refused_everywhere(&server, &huge, 431).await;
+}
+
+#[tokio::test]
+async fn a_chunk_extension_cannot_hide_a_request() {
+    // A proxy that ends a line at a bare LF sees one request here; a parser that
+    // allowed the LF inside the extension would see a second, smuggled one.
+    let server = TestServer::start().await;
+    let smuggler = "POST /healthz HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    2;\nxx\r\n2f\r\n0\r\n\r\nGET /smuggled HTTP/1.1\r\nHost: a\r\n\r\n\r\n0\r\n\r\n";
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    socket.write_all(smuggler.as_bytes()).await.unwrap();
+    let mut all = Vec::new();
+    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut all)).await.unwrap().ok();
+    let answers = responses(&String::from_utf8_lossy(&all));
+    let statuses: Vec<u16> = answers.iter().map(|answer| answer.status).collect();
+    assert_eq!(statuses, [400], "{answers:?}");
+    for extension in ["2;a=\x01", "2;\x00", "2\n"] {
+        let request = format!(
+            "POST /push HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n{extension}\r\nxx\r\n0\r\n\r\n"
+        );
+        assert_eq!(last_answer(&server, request.as_bytes()).await.status, 400, "{extension:?}");
+    }
+}
+
+#[tokio::test]
+async fn refusals_of_a_head_request_have_no_body() {
+    let server = TestServer::start().await;
+    let answer = last_answer(&server, b"HEAD /healthz HTTP/1.1\r\n\r\n").await;
+    assert_eq!((answer.status, answer.body.as_str()), (400, ""), "{answer:?}");
+}
+
+#[tokio::test]
+async fn a_fresh_connection_that_says_nothing_is_closed_without_a_word() {
+    let server = TestServer::start_with(&["--header-timeout", "300ms"]).await;
+    let mut silent = TcpStream::connect(server.addr).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, silent.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.is_empty(), "{:?}", String::from_utf8_lossy(&answer));
+    assert_eq!(server.limited("header_timeout").await, 1);
+}
+
+#[tokio::test]
+async fn an_absolute_target_without_a_path_and_options_star_are_served() {
+    let server = TestServer::start().await;
+    let absolute = "GET http://x HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = last_answer(&server, absolute.as_bytes()).await;
+    assert!(answer.status < 500, "{answer:?}");
+    let star = "OPTIONS * HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    let answer = last_answer(&server, star.as_bytes()).await;
+    assert!(answer.status < 500, "{answer:?}");
 }
 
 #[tokio::test]
@@ -253,6 +305,22 @@ async fn a_kept_alive_connection_idle_too_long_is_closed() {
     let closed = tokio::time::timeout(PATIENCE, socket.read_to_end(&mut rest)).await;
     assert!(closed.is_ok() && rest.is_empty(), "closed without a word: {rest:?}");
     assert_eq!(server.limited("keepalive_timeout").await, 1);
+}
+
+#[tokio::test]
+async fn a_kept_alive_connection_waits_its_keepalive_timeout_not_the_header_timeout() {
+    let server =
+        TestServer::start_with(&["--header-timeout", "300ms", "--keepalive-timeout", "5s"]).await;
+    let mut socket = after_one_request(&server).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    socket
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut answer)).await.unwrap().unwrap();
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer:?}");
 }
 
 #[tokio::test]

@@ -125,6 +125,11 @@ async fn a_task_stream_resumes_from_any_carrier_of_the_position() {
             "{query} {header:?}"
         );
     }
+    // An id this task never gave (not plain digits, or past its end) replays it all.
+    for unknown in ["+1", "1.0", "99"] {
+        let mut stream = server.open_stream(&format!("/jobs/{id}/events"), Some(unknown)).await;
+        assert_eq!(stream.next().await.id, "1", "{unknown:?}");
+    }
 }
 
 #[tokio::test]

@@ -283,6 +283,36 @@ async fn audience_and_issuer_are_checked_when_configured() {
 }
 
 #[tokio::test]
+async fn numeric_dates_may_have_fractions_and_refusals_name_the_claim() {
+    let server = secured(&[]).await;
+    let fractional = with(&json!({"exp": now() as f64 + 100.5, "nbf": now() as f64 - 0.5}));
+    assert_eq!(try_token(&server, &sign(&fractional, "secret", None)).await.0, StatusCode::OK);
+    let (status, error) =
+        try_token(&server, &sign(&with(&json!({"exp": null})), "secret", None)).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(error.contains("exp"), "{error}");
+}
+
+#[tokio::test]
+async fn a_token_with_critical_extensions_is_refused() {
+    use base64::Engine as _;
+    let server = secured(&[]).await;
+    let encode = |json: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json);
+    let claims = encode(provider_claims().to_string().as_bytes());
+    let key = jsonwebtoken::EncodingKey::from_secret(SECRET.as_bytes());
+    let signed = |header: &[u8]| {
+        let message = format!("{}.{claims}", encode(header));
+        let signature =
+            jsonwebtoken::crypto::sign(message.as_bytes(), &key, jsonwebtoken::Algorithm::HS256);
+        format!("{message}.{}", signature.unwrap())
+    };
+    let plain = signed(br#"{"alg":"HS256","typ":"JWT"}"#);
+    assert_eq!(try_token(&server, &plain).await.0, StatusCode::OK, "signed correctly");
+    let critical = signed(br#"{"alg":"HS256","typ":"JWT","crit":["exp-ext"],"exp-ext":1}"#);
+    assert_eq!(try_token(&server, &critical).await.0, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test]
 async fn nbf_is_honoured_with_a_small_clock_skew() {
     let server = secured(&[]).await;
     let skewed = sign(&with(&json!({"nbf": now() + 2})), "secret", None);

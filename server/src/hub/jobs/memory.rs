@@ -225,9 +225,8 @@ impl MemoryJobs {
         }
         let mut jobs = lock(&self.shared.jobs);
         let job = jobs.get_mut(id).ok_or(JobError::NotFound)?;
-        let last_seen = last_event_id
-            .and_then(|text| text.parse::<u64>().ok())
-            .filter(|&seen| seen <= job.last_event_id());
+        let last_seen =
+            last_event_id.and_then(super::event_number).filter(|&seen| seen <= job.last_event_id());
         if job.outcome.is_some() && last_seen == Some(job.last_event_id()) {
             return Ok(Watch::AlreadyFinished);
         }

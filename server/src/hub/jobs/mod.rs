@@ -286,6 +286,15 @@ impl Jobs {
     }
 }
 
+/// The number a task event id stands for: decimal digits only (`+2`, ` 2` or `2.0`
+/// is no id this hub gave, and is treated as unknown: everything is replayed).
+pub(crate) fn event_number(id: &str) -> Option<u64> {
+    if id.is_empty() || !id.bytes().all(|byte| byte.is_ascii_digit()) {
+        return None;
+    }
+    id.parse().ok()
+}
+
 /// The data of a task's final event.
 pub(crate) fn done_data(outcome: &Outcome) -> Value {
     match outcome {

@@ -279,8 +279,7 @@ impl RedisJobs {
             return Err(JobError::NotFound);
         };
         let finished = state != "running";
-        let last_seen =
-            last_event_id.and_then(|text| text.parse::<u64>().ok()).filter(|&seen| seen <= last);
+        let last_seen = last_event_id.and_then(super::event_number).filter(|&seen| seen <= last);
         if finished && last_seen == Some(last) {
             return Ok(Watch::AlreadyFinished);
         }
