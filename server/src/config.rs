@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use crate::api::forwarded::ForwardedHeader;
 use crate::auth::Secret;
+use crate::forwarded::ForwardedHeader;
 use crate::hub::jobs::JobOptions;
 use crate::hub::{BrokerOptions, HistoryOptions, HubOptions, RedisOptions};
 use crate::stream::StreamOptions;

@@ -21,6 +21,7 @@
 //! - [`stream`]: preamble, frames and heartbeats for one response.
 //! - [`api`]: the HTTP endpoints of the contract, and [`error`] for their failures.
 //! - [`limits`]: streams per node and per address, pushes per second per publisher.
+//! - [`forwarded`]: the client's address behind trusted reverse proxies.
 //! - [`metrics`]: counters rendered for Prometheus.
 //! - [`net`]: accepting connections and serving HTTP/1.1 on them: request heads held
 //!   to RFC 9112, time limits on every phase, a lean writer for event streams.
@@ -34,6 +35,7 @@ pub mod api;
 pub mod auth;
 pub mod config;
 pub mod error;
+pub mod forwarded;
 pub mod hub;
 pub mod limits;
 pub mod metrics;

@@ -4,10 +4,10 @@ use std::ops::Deref;
 use std::path::Path;
 use std::sync::Arc;
 
-use crate::api::forwarded::TrustedProxies;
 use crate::auth::token::{TokenRules, VerificationKey};
 use crate::auth::{PublishKeys, SubscriberAuth};
 use crate::config::Config;
+use crate::forwarded::TrustedProxies;
 use crate::hub::{Hub, StartError};
 use crate::limits::{ConnectionLimits, PushRate};
 

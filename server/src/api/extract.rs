@@ -133,7 +133,7 @@ pub(super) struct ApiQuery<T>(pub T);
 pub(super) struct ApiPath<T>(pub T);
 
 /// The address of the client the request comes from: the connection's peer, or,
-/// from a trusted proxy, the client it names (see [`super::forwarded`]). Unspecified
+/// from a trusted proxy, the client it names (see [`crate::forwarded`]). Unspecified
 /// when the server was not started with connection info, as in router-level tests.
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Peer(pub std::net::IpAddr);

@@ -3,7 +3,6 @@
 
 pub mod cors;
 mod extract;
-pub mod forwarded;
 mod jobs;
 mod message;
 mod ops;

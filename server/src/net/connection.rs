@@ -15,6 +15,8 @@
 //!
 //! Each expiry is counted in `herald_limited_total`.
 
+use std::time::Duration;
+
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
@@ -57,12 +59,13 @@ pub(super) async fn serve(
                 request.extensions_mut().insert(refusal);
                 request.headers_mut().insert(header::CONNECTION, HeaderValue::from_static("close"));
                 response::respond(&mut io, request, app, &mut unread).await;
+                linger(&mut io).await;
                 return;
             }
             Next::Refuse(refusal) => {
                 // Best effort: the connection is closed either way.
                 let _ = io.write_all(&response::refusal(&refusal)).await;
-                let _ = io.shutdown().await;
+                linger(&mut io).await;
                 return;
             }
             Next::Gone => return,
@@ -73,6 +76,31 @@ pub(super) async fn serve(
         }
         idle_until = Instant::now() + io.guards().keepalive_timeout;
         first = false;
+    }
+}
+
+/// How long, and for how many bytes, a refused client's data is read and dropped.
+const LINGER_TIME: Duration = Duration::from_secs(2);
+const LINGER_BYTES: usize = 8 * 1024 * 1024;
+
+/// Closes a connection after a refusal the way nginx's `lingering_close` does: stop
+/// writing, then read and drop what the client still sends, for a little while.
+/// Closing a socket with unread data resets it, and a reset throws away what the
+/// client has not read yet: the answer (a 413 for a body still on its way) would be
+/// lost, and the client would see a network error instead.
+async fn linger(io: &mut GuardedStream) {
+    if io.shutdown().await.is_err() {
+        return;
+    }
+    let until = Instant::now() + LINGER_TIME;
+    // On the heap: this future is part of every connection's task.
+    let mut sink = vec![0; 16 * 1024];
+    let mut dropped = 0;
+    while dropped < LINGER_BYTES {
+        match timeout_at(until, io.read(&mut sink)).await {
+            Ok(Ok(read)) if read > 0 => dropped += read,
+            _ => return,
+        }
     }
 }
 

@@ -268,6 +268,29 @@ async fn bodies_over_the_limit_are_refused_before_they_are_read() {
     assert_eq!(last_answer(&server, malformed.as_bytes()).await.status, 400);
 }
 
+#[tokio::test]
+async fn a_refused_body_still_on_its_way_is_drained_not_reset() {
+    // Closing a socket with unread data resets it, and a reset can throw away the
+    // answer before the client reads it (a browser then sees a network error, not
+    // the 413). So the server drains what the client still sends, then closes.
+    let server = TestServer::start_with(&["--max-body-bytes", "100"]).await;
+    let mut socket = TcpStream::connect(server.addr).await.unwrap();
+    let body = 4 * 1024 * 1024;
+    let head = format!("POST /push HTTP/1.1\r\nHost: x\r\nContent-Length: {body}\r\n\r\n");
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0; 1024];
+    let read = socket.read(&mut answer).await.unwrap();
+    let answer = String::from_utf8_lossy(&answer[..read]).into_owned();
+    assert!(answer.starts_with("HTTP/1.1 413 "), "{answer:?}");
+    // The answer came before the body: sending it must not fail.
+    let chunk = vec![b' '; 64 * 1024];
+    for _ in 0..body / chunk.len() {
+        socket.write_all(&chunk).await.expect("the body is taken, not reset");
+    }
+    let mut rest = Vec::new();
+    tokio::time::timeout(PATIENCE, socket.read_to_end(&mut rest)).await.unwrap().unwrap();
+}
+
 /// A connection that has had one request answered.
 async fn after_one_request(server: &TestServer) -> TcpStream {
     let mut socket = TcpStream::connect(server.addr).await.unwrap();
