@@ -142,6 +142,10 @@ pub struct TokenRules {
     pub leeway: Option<Duration>,
 }
 
+/// The longest a token is taken to be valid for: far beyond any stream's life, and
+/// short enough that adding it to a clock reading cannot overflow.
+pub const LONGEST_LIFETIME: Duration = Duration::from_secs(100 * 365 * 24 * 3600);
+
 /// The clock skew allowed on `nbf` when none is configured: identity providers set
 /// `nbf` to the moment they mint, and a node whose clock is a little behind would
 /// otherwise refuse every fresh token.
@@ -321,9 +325,12 @@ impl SubscriberAuth {
     /// How long until `claims`' token expires, with the allowed skew (zero if it
     /// has). RFC 7519 §4.1.4: the time must be *before* `exp`; an open stream ends
     /// at that moment.
+    /// A token valid for longer than [`LONGEST_LIFETIME`] (an `exp` far in the
+    /// future, up to the largest number) is taken as valid for that long.
     pub fn expires_in(&self, claims: &Claims) -> Duration {
-        let expiry = UNIX_EPOCH + Duration::from_secs(claims.exp) + self.rules.exp_leeway();
-        expiry.duration_since(SystemTime::now()).unwrap_or_default()
+        let expiry = Duration::from_secs(claims.exp).saturating_add(self.rules.exp_leeway());
+        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap_or_default();
+        expiry.saturating_sub(now).min(LONGEST_LIFETIME)
     }
 
     /// Finds and verifies the request's token.
@@ -435,6 +442,15 @@ mod tests {
         assert_eq!(verified.sub, "tab");
         assert!(verified.allows_topic("news") && !verified.allows_topic("sport"));
         assert!(auth.expires_in(&verified) > Duration::from_secs(50));
+    }
+
+    #[test]
+    fn an_exp_far_in_the_future_is_taken_as_the_longest_lifetime() {
+        let auth = SubscriberAuth::hmac(&secret(), false);
+        for exp in [u64::MAX, i64::MAX as u64, 1 << 62] {
+            let far = Claims { exp, ..claims(0) };
+            assert_eq!(auth.expires_in(&far), LONGEST_LIFETIME, "{exp}");
+        }
     }
 
     #[test]

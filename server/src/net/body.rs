@@ -106,15 +106,22 @@ fn chunk_size(bytes: &[u8]) -> Result<Option<(usize, u64)>, BodyError> {
     };
     let digits = line.iter().take_while(|byte| byte.is_ascii_hexdigit()).count();
     let (size, extensions) = line.split_at(digits);
-    if size.is_empty() || size.len() > 16 {
-        return Err(if size.is_empty() { BodyError::Malformed } else { BodyError::TooLarge });
+    if size.is_empty() {
+        return Err(BodyError::Malformed);
+    }
+    // Leading zeros are allowed, and say nothing of the size.
+    let significant =
+        size.iter().position(|&digit| digit != b'0').map_or(&size[..1], |at| &size[at..]);
+    if significant.len() > 16 {
+        return Err(BodyError::TooLarge);
     }
     let extensions_valid = extensions.iter().all(|&byte| byte == b'\t' || !byte.is_ascii_control())
         && (extensions.is_empty() || extensions.trim_ascii_start().starts_with(b";"));
     if !extensions_valid {
         return Err(BodyError::Malformed);
     }
-    let size = std::str::from_utf8(size).ok().and_then(|hex| u64::from_str_radix(hex, 16).ok());
+    let size =
+        std::str::from_utf8(significant).ok().and_then(|hex| u64::from_str_radix(hex, 16).ok());
     size.map(|size| Some((end + 1, size))).ok_or(BodyError::Malformed)
 }
 
@@ -217,6 +224,12 @@ mod tests {
         assert_eq!(rest, b"NEXT");
         let (read, rest) = body(b"0\r\n\r\n", BodyFraming::Chunked, 64).await;
         assert!(read.unwrap().is_empty() && rest.is_empty());
+        // Leading zeros, however many, and upper-case digits.
+        let (read, _) =
+            body(b"000000000000000000005\r\nhello\r\n0000\r\n\r\n", BodyFraming::Chunked, 64).await;
+        assert_eq!(&read.unwrap()[..], b"hello");
+        let (read, _) = body(b"A\r\n0123456789\r\n0\r\n\r\n", BodyFraming::Chunked, 64).await;
+        assert_eq!(read.unwrap().len(), 10);
     }
 
     #[tokio::test]

@@ -7,13 +7,14 @@
 //!
 //! | phase | bound | on expiry |
 //! |---|---|---|
-//! | a fresh connection, until its first request head is complete | `--header-timeout` | closed |
+//! | a fresh connection, until its first request head is complete | `--header-timeout` | closed (`408` first if the head had begun) |
 //! | a kept-alive connection, idle between requests | `--keepalive-timeout` | closed |
 //! | a request head, from its first byte | `--header-timeout` | `408`, closed |
 //! | a request body, from the end of its head | `--body-timeout` | `408`, closed |
 //! | each write of the response | `--write-timeout` | closed |
 //!
-//! Each expiry is counted in `herald_limited_total`.
+//! Each expiry is counted in `herald_limited_total`. A refusal closes the connection
+//! by lingering (see [`linger`]).
 
 use std::time::Duration;
 
