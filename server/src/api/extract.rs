@@ -69,7 +69,9 @@ fn form_fields(body: &[u8]) -> Result<String, ApiError> {
         match fields.iter_mut().find(|(known, _)| *known == name) {
             None => fields.push((name.into_owned(), value.into_owned())),
             Some((_, earlier)) if *earlier == value => {}
-            Some((_, earlier)) if is_checkbox_value(earlier) && is_checkbox_value(&value) => {
+            Some((_, earlier))
+                if checkbox_value(earlier).is_some() && checkbox_value(&value).is_some() =>
+            {
                 *earlier = value.into_owned();
             }
             Some(_) => {
@@ -82,11 +84,6 @@ fn form_fields(body: &[u8]) -> Result<String, ApiError> {
     let mut encoded = form_urlencoded::Serializer::new(String::new());
     encoded.extend_pairs(&fields);
     Ok(encoded.finish())
-}
-
-/// What checkboxes and their hidden defaults send.
-pub(super) fn is_checkbox_value(value: &str) -> bool {
-    checkbox_value(value).is_some()
 }
 
 /// A checkbox's value as a boolean: `on` (what a checked box sends by default),

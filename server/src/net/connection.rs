@@ -155,14 +155,19 @@ async fn read_request(
     if framing == BodyFraming::None {
         return Next::Request(request);
     }
-    if let Some(refusal) = expectation(&request) {
+    let expectation = expectation(&request);
+    if expectation == Expectation::Unmet {
+        let refusal = Refusal::new(
+            StatusCode::EXPECTATION_FAILED,
+            "the only expectation served is 100-continue",
+        );
         return Next::RefuseRequest(request, refusal);
     }
     let limit = io.guards().max_body_bytes;
     if matches!(framing, BodyFraming::Length(length) if length > limit as u64) {
         return too_large(io, request);
     }
-    if expects_continue(&request) && io.write_all(response::CONTINUE).await.is_err() {
+    if expectation == Expectation::Continue && io.write_all(response::CONTINUE).await.is_err() {
         return Next::Gone;
     }
     let body_due = Instant::now() + io.guards().body_timeout;
@@ -226,26 +231,26 @@ fn too_large(io: &GuardedStream, request: Box<Request>) -> Next {
     Next::RefuseRequest(request, refusal)
 }
 
-/// Whether the client waits for `100 Continue` before sending its body.
-fn expects_continue(request: &Request) -> bool {
-    request.version() == Version::HTTP_11
-        && request
-            .headers()
-            .get(header::EXPECT)
-            .is_some_and(|value| value.as_bytes().eq_ignore_ascii_case(b"100-continue"))
+/// What a request's `Expect` header asks for (RFC 9110 §10.1.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Expectation {
+    /// Nothing, or nothing an HTTP/1.0 request may ask (its expectations are ignored).
+    None,
+    /// `100-continue`: the client waits for `100 Continue` before sending its body.
+    Continue,
+    /// Anything else, which is refused with 417.
+    Unmet,
 }
 
-/// The refusal of an expectation other than `100-continue` (RFC 9110 §10.1.1; an
-/// HTTP/1.0 client's expectations are ignored, as that section requires).
-fn expectation(request: &Request) -> Option<Refusal> {
-    if request.version() != Version::HTTP_11 {
-        return None;
+fn expectation(request: &Request) -> Expectation {
+    match request.headers().get(header::EXPECT) {
+        _ if request.version() != Version::HTTP_11 => Expectation::None,
+        None => Expectation::None,
+        Some(value) if value.as_bytes().eq_ignore_ascii_case(b"100-continue") => {
+            Expectation::Continue
+        }
+        Some(_) => Expectation::Unmet,
     }
-    let value = request.headers().get(header::EXPECT)?;
-    (!value.as_bytes().eq_ignore_ascii_case(b"100-continue")).then_some(Refusal::new(
-        StatusCode::EXPECTATION_FAILED,
-        "the only expectation served is 100-continue",
-    ))
 }
 
 #[cfg(test)]
