@@ -17,6 +17,10 @@ missing_debs=()
 command -v chromium >/dev/null || missing_debs+=(chromium)
 # Redis for the scale-out tests: each test run starts its own on a loopback port.
 command -v redis-server >/dev/null || missing_debs+=(redis-server)
+# Sentinel for the failover tests and the delivery checker (make chaos); openssl makes
+# the certificates of the TLS tests.
+command -v redis-sentinel >/dev/null || missing_debs+=(redis-sentinel)
+command -v openssl >/dev/null || missing_debs+=(openssl)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   step sudo_if_needed apt-get update -qq
   step sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_debs[@]}"

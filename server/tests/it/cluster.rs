@@ -30,7 +30,7 @@ async fn cluster(test: &str, count: usize, args: &[&str]) -> Cluster {
 }
 
 /// Waits until `node` sees `count` connections for `client` cluster-wide.
-async fn sees_connections(node: &Api, client: &str, count: u64) {
+pub(crate) async fn sees_connections(node: &Api, client: &str, count: u64) {
     eventually(|| async { connections(node, client).await == count }).await;
 }
 
@@ -46,7 +46,7 @@ async fn connections(node: &Api, client: &str) -> u64 {
 
 /// Asserts that the next message on `stream` is `expected`: anything sent to it in
 /// between (which it should not have got) would show up here first.
-async fn next_is(stream: &mut SseClient, expected: &str) {
+pub(crate) async fn next_is(stream: &mut SseClient, expected: &str) {
     assert_eq!(stream.next_data().await, expected);
 }
 

@@ -19,6 +19,8 @@ mod forwarded;
 mod http1;
 /// Task streams: replay, live progress, the final event, 204 after it.
 mod jobs;
+/// A Redis that comes back with less than it had: never an id twice, every loss told.
+mod lost_writes;
 /// Limits on streams, pushes, topics and sizes.
 mod limits;
 /// Presence and operations endpoints.

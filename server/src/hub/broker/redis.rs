@@ -43,10 +43,14 @@ use crate::hub::jobs::redis::JobWatchers;
 use crate::hub::registry::ClientPresence;
 use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
 
-static PUBLISH: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/publish.lua")));
-static MISSED: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/missed.lua")));
+/// The epoch rule every script that gives or reads ids shares (see the file).
+const EPOCH: &str = include_str!("redis/epoch.lua");
+static PUBLISH: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[EPOCH, include_str!("redis/publish.lua")].concat()));
+static MISSED: LazyLock<Script> =
+    LazyLock::new(|| Script::new(&[EPOCH, include_str!("redis/missed.lua")].concat()));
 static ENSURE_EPOCH: LazyLock<Script> =
-    LazyLock::new(|| Script::new(include_str!("redis/ensure_epoch.lua")));
+    LazyLock::new(|| Script::new(&[EPOCH, include_str!("redis/ensure_epoch.lua")].concat()));
 static CLIENTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/clients.lua")));
 static KICK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/kick.lua")));
 const HEARTBEAT: &str = include_str!("redis/heartbeat.lua");
@@ -290,7 +294,17 @@ impl RedisBroker {
             .await
             .map_err(|error| unavailable(&error))?;
         let now = Position { epoch: parse_epoch(&epoch)?, seq };
-        if self.fanout.head().as_ref() != Some(&now) {
+        let before = self.fanout.head();
+        if let Some(before) = before.as_ref().filter(|before| before.epoch != now.epoch) {
+            tracing::warn!(
+                "the shared history started epoch {} (was {}): Redis restarted, failed over \
+                 or lost data, so ids up to {before} may be gone; clients resuming from before \
+                 it get a gap",
+                now.epoch.as_str(),
+                before.epoch.as_str(),
+            );
+        }
+        if before.as_ref() != Some(&now) {
             self.job_watchers.close_all(DisconnectReason::Resync);
             let closed = self.fanout.close_all(DisconnectReason::Resync);
             if closed > 0 {

@@ -1,5 +1,7 @@
-//! A real `redis-server` (Debian's package) per test, on a free loopback port, with no
-//! persistence: stopping it loses everything, as a crashed Redis without a disk would.
+//! A real `redis-server` (Debian's package) per test, on a free loopback port. It keeps
+//! an RDB file in its own directory only when a test asks for a snapshot, so a crash
+//! loses everything since the last one, as a production Redis with RDB persistence
+//! (Redis' default) would. TLS and ACL users are set up as a managed Redis has them.
 
 use std::net::TcpListener;
 use std::path::PathBuf;
@@ -18,17 +20,42 @@ pub struct RedisServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    setup: Setup,
+}
+
+/// How a test's Redis differs from a plain local one.
+#[derive(Debug, Clone, Default)]
+pub struct Setup {
+    /// Serve TLS only (no plain port), with this certificate.
+    pub tls: Option<Tls>,
+    /// An ACL user and password; the default user is then disabled.
+    pub user: Option<(String, String)>,
+    /// Replicate this primary (a port on loopback).
+    pub replica_of: Option<u16>,
+}
+
+/// A certificate for `127.0.0.1`, its key, and the CA that signed it (PEM files).
+#[derive(Debug, Clone)]
+pub struct Tls {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub ca: PathBuf,
 }
 
 impl RedisServer {
     /// Starts one on a free loopback port and waits until it answers `PING`.
     pub async fn start() -> Self {
+        Self::start_with(Setup::default()).await
+    }
+
+    /// Starts one set up as `setup` says.
+    pub async fn start_with(setup: Setup) -> Self {
         for _ in 0..5 {
             let port = free_port_outside_ephemeral_range();
             let dir =
                 std::env::temp_dir().join(format!("herald-redis-{}-{port}", std::process::id()));
             std::fs::create_dir_all(&dir).expect("a directory for redis-server");
-            let mut server = Self { port, dir, child: None };
+            let mut server = Self { port, dir, child: None, setup: setup.clone() };
             if server.spawn().await {
                 return server;
             }
@@ -36,9 +63,38 @@ impl RedisServer {
         panic!("redis-server did not start (is the Debian package redis-server installed?)");
     }
 
-    /// `redis://127.0.0.1:PORT`.
+    /// `redis://127.0.0.1:PORT`, or `rediss://user:password@127.0.0.1:PORT` as set up.
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
+        let scheme = if self.setup.tls.is_some() { "rediss" } else { "redis" };
+        let user = match &self.setup.user {
+            Some((user, password)) => format!("{user}:{password}@"),
+            None => String::new(),
+        };
+        format!("{scheme}://{user}127.0.0.1:{}", self.port)
+    }
+
+    /// Its loopback port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Runs one command with `redis-cli` (as set up: TLS, user) and returns its output.
+    pub async fn cli(&self, args: &[&str]) -> String {
+        let mut command = Command::new("redis-cli");
+        command.args(["-p", &self.port.to_string()]);
+        if let Some(tls) = &self.setup.tls {
+            command.arg("--tls").arg("--cacert").arg(&tls.ca);
+        }
+        if let Some((user, password)) = &self.setup.user {
+            command.args(["--user", user, "--pass", password, "--no-auth-warning"]);
+        }
+        let output = command.args(args).output().await.expect("redis-cli (package redis-tools)");
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// Writes an RDB snapshot now (`SAVE`): what a restart will come back with.
+    pub async fn snapshot(&self) {
+        assert_eq!(self.cli(&["SAVE"]).await, "OK", "redis-server saved its snapshot");
     }
 
     /// Stops the server (SIGKILL: no goodbye to clients, nothing saved).
@@ -48,7 +104,8 @@ impl RedisServer {
         }
     }
 
-    /// Starts it again on the same port, empty.
+    /// Starts it again on the same port, with what its last [`snapshot`](Self::snapshot)
+    /// held (empty without one): a restart after a crash.
     pub async fn start_again(&mut self) {
         let deadline = tokio::time::Instant::now() + PATIENCE;
         while !self.spawn().await {
@@ -59,10 +116,29 @@ impl RedisServer {
 
     /// Spawns on `self.port`; false if it did not come up (the port was taken).
     async fn spawn(&mut self) -> bool {
-        let child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(&self.dir)
+        let port = self.port.to_string();
+        let mut command = Command::new("redis-server");
+        command.args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir"]);
+        command.arg(&self.dir);
+        match &self.setup.tls {
+            None => command.args(["--port", &port]),
+            Some(tls) => command
+                .args(["--port", "0", "--tls-port", &port, "--tls-auth-clients", "no"])
+                .arg("--tls-cert-file")
+                .arg(&tls.cert)
+                .arg("--tls-key-file")
+                .arg(&tls.key)
+                .arg("--tls-ca-cert-file")
+                .arg(&tls.ca),
+        };
+        if let Some((user, password)) = &self.setup.user {
+            command.args(["--user", &format!("{user} on >{password} ~* &* +@all")]);
+            command.args(["--user", "default off"]);
+        }
+        if let Some(primary) = self.setup.replica_of {
+            command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
+        }
+        let child = command
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .kill_on_drop(true)
@@ -77,7 +153,7 @@ impl RedisServer {
                 self.child = None;
                 return false;
             }
-            if ping(self.port).await {
+            if self.answers().await {
                 return true;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -131,6 +207,16 @@ pub fn free_port() -> u16 {
         .and_then(|listener| listener.local_addr())
         .expect("a free loopback port")
         .port()
+}
+
+impl RedisServer {
+    /// Whether it answers `PING` (through `redis-cli` when TLS or a user is set up).
+    async fn answers(&self) -> bool {
+        if self.setup.tls.is_none() && self.setup.user.is_none() {
+            return ping(self.port).await;
+        }
+        self.cli(&["PING"]).await == "PONG"
+    }
 }
 
 async fn ping(port: u16) -> bool {

@@ -5,19 +5,20 @@
 -- KEYS: 1 epoch, 2 seq, 3 age log, then for each target its history and its
 --       evicted-up-to key
 -- ARGV: 1 the client's epoch, 2 the client's seq, 3 history TTL (ms),
---       4 messages kept per target, 5 epoch to create if none
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[5]
-  redis.call('SET', KEYS[1], epoch)
-end
-local head = tonumber(redis.call('GET', KEYS[2]) or '0')
+--       4 messages kept per target, 5 epoch to start if a new one is needed
+local epoch, start = history_epoch(KEYS[1], KEYS[2], ARGV[5])
+local head = tonumber(redis.call('GET', KEYS[2]))
 local since = tonumber(ARGV[2])
 local unknown = 0
-if epoch ~= ARGV[1] or since > head then
-  since = 0
+-- An id from another epoch, or one this epoch has not reached (the sequence went
+-- back): everything this epoch holds is replayed after a gap.
+if epoch ~= ARGV[1] or since > head or since < start then
+  since = start
   unknown = 1
 end
+-- Only this epoch's messages are replayed: older ones a list still holds may have
+-- been delivered under their own ids already.
+local own_id = 'id: ' .. epoch .. '-'
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local ttl = tonumber(ARGV[3])
@@ -39,7 +40,7 @@ for i = 4, #KEYS, 2 do
     for _, entry in ipairs(entries) do
       local seq, frame = string.match(entry, '^(%d+) %d+ (.*)$')
       local n = tonumber(seq)
-      if n > since then
+      if n > since and string.sub(frame, 1, #own_id) == own_id then
         if n <= watermark then
           gap = 1
         else

@@ -5,13 +5,10 @@
 --
 -- KEYS: 1 epoch, 2 seq, 3 age log, 4 target history, 5 target evicted-up-to,
 --       6 live nodes (zset), 7 bus channel
--- ARGV: 1 epoch to create if none, 2 target key, 3 id tag, 4 frame without its id
---       line, 5 history TTL (ms), 6 messages kept per target, 7 node key prefix
-local epoch = redis.call('GET', KEYS[1])
-if not epoch then
-  epoch = ARGV[1]
-  redis.call('SET', KEYS[1], epoch)
-end
+-- ARGV: 1 epoch to start if a new one is needed (epoch.lua), 2 target key, 3 id
+--       tag, 4 frame without its id line, 5 history TTL (ms), 6 messages kept per
+--       target, 7 node key prefix
+local epoch = history_epoch(KEYS[1], KEYS[2], ARGV[1])
 local seq = redis.call('INCR', KEYS[2])
 local frame = 'id: ' .. epoch .. '-' .. seq .. '-' .. ARGV[3] .. '\n' .. ARGV[4]
 local time = redis.call('TIME')
