@@ -52,6 +52,8 @@ async fn node(redis: Option<&Redis>, name: &str, queue_capacity: usize) -> Hub {
         None => BrokerOptions::Memory,
         Some(redis) => BrokerOptions::Redis(RedisOptions {
             url: redis.url.clone(),
+            ca: None,
+            sentinel: None,
             prefix: "bench".to_owned(),
             node_id: name.to_owned(),
             presence_ttl: Duration::from_secs(15),

@@ -9,7 +9,7 @@ use clap::Parser;
 use crate::auth::Secret;
 use crate::forwarded::ForwardedHeader;
 use crate::hub::jobs::JobOptions;
-use crate::hub::{BrokerOptions, HistoryOptions, HubOptions, RedisOptions};
+use crate::hub::{BrokerOptions, HistoryOptions, HubOptions, RedisOptions, SentinelOptions};
 use crate::stream::StreamOptions;
 
 /// Herald: a server-push hub for the browser over Server-Sent Events.
@@ -75,9 +75,37 @@ pub struct Config {
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Share messages, history, presence and tasks with other nodes through this Redis (redis://HOST:PORT/DB); without it, everything stays in this process.
-    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL", value_parser = redis_url)]
+    /// Share messages, history, presence and tasks with other nodes through this Redis (redis://[USER:PASSWORD@]HOST:PORT[/DB], or rediss://… for TLS); without it, everything stays in this process.
+    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL", value_parser = redis_url, hide_env_values = true)]
     pub redis_url: Option<String>,
+
+    /// A PEM file of the CA that signed the Redis server's certificate, trusted instead of the system's roots (rediss:// only).
+    #[arg(long, env = "HERALD_REDIS_CA", value_name = "FILE", value_parser = pem_certificates)]
+    pub redis_ca: Option<PemCertificates>,
+
+    /// A Redis Sentinel to ask where the primary is, and to follow when it fails over; repeat for each (the variable takes a comma-separated list). Needs --redis-master; --redis-url then gives only the scheme, user, password and database.
+    #[arg(
+        long = "redis-sentinel",
+        env = "HERALD_REDIS_SENTINELS",
+        value_name = "HOST:PORT",
+        value_delimiter = ',',
+        requires = "redis_master",
+        value_parser = sentinel_address
+    )]
+    pub redis_sentinels: Vec<String>,
+
+    /// The name the sentinels monitor the primary under (`sentinel monitor NAME …`).
+    #[arg(long, env = "HERALD_REDIS_MASTER", value_name = "NAME", requires = "redis_sentinels")]
+    pub redis_master: Option<String>,
+
+    /// The sentinels' own password (`requirepass` in sentinel.conf), if they have one.
+    #[arg(
+        long,
+        env = "HERALD_REDIS_SENTINEL_PASSWORD",
+        value_name = "PASSWORD",
+        hide_env_values = true
+    )]
+    pub redis_sentinel_password: Option<String>,
 
     /// Prefix of every Redis key and channel Herald uses, so several clusters can share one Redis.
     #[arg(long, env = "HERALD_REDIS_PREFIX", default_value = "herald", value_parser = redis_prefix)]
@@ -254,10 +282,18 @@ impl Config {
                 idle_timeout: self.job_idle_timeout,
                 max_jobs: self.max_jobs as usize,
             },
-            broker: match &self.redis_url {
-                None => BrokerOptions::Memory,
-                Some(url) => BrokerOptions::Redis(RedisOptions {
-                    url: url.clone(),
+            broker: match (&self.redis_url, &self.redis_master) {
+                (None, None) => BrokerOptions::Memory,
+                (url, master) => BrokerOptions::Redis(RedisOptions {
+                    url: url
+                        .clone()
+                        .unwrap_or_else(|| "redis://sentinel-names-the-host".to_owned()),
+                    ca: self.redis_ca.clone().map(|ca| ca.0),
+                    sentinel: master.as_ref().map(|master| SentinelOptions {
+                        addresses: self.redis_sentinels.clone(),
+                        master: master.clone(),
+                        password: self.redis_sentinel_password.clone(),
+                    }),
                     prefix: self.redis_prefix.clone(),
                     node_id: self.node_id.clone().unwrap_or_else(|| {
                         uuid::Uuid::new_v4().simple().to_string()[..12].to_owned()
@@ -293,6 +329,35 @@ fn redis_url(text: &str) -> Result<String, String> {
     redis::Client::open(text)
         .map(|_| text.to_owned())
         .map_err(|error| format!("{error} (example: redis://127.0.0.1:6379/0)"))
+}
+
+/// The certificates of a PEM file, read when the settings are parsed so that a
+/// missing or wrong file stops the start with a clear error.
+#[derive(Debug, Clone)]
+pub struct PemCertificates(pub Vec<u8>);
+
+fn pem_certificates(path: &str) -> Result<PemCertificates, String> {
+    let pem = std::fs::read(path).map_err(|error| format!("cannot read {path}: {error}"))?;
+    let marker: &[u8] = b"-----BEGIN CERTIFICATE-----";
+    if pem.windows(marker.len()).any(|window| window == marker) {
+        Ok(PemCertificates(pem))
+    } else {
+        Err(format!("{path} holds no PEM certificate (-----BEGIN CERTIFICATE-----)"))
+    }
+}
+
+/// `host:port` of a sentinel, as the URL the redis crate takes.
+fn sentinel_address(text: &str) -> Result<String, String> {
+    let valid = text.rsplit_once(':').is_some_and(|(host, port)| {
+        !host.is_empty()
+            && !host.contains(['/', '@', ' '])
+            && port.parse::<u16>().is_ok_and(|port| port > 0)
+    });
+    if valid {
+        Ok(format!("redis://{text}"))
+    } else {
+        Err("must be HOST:PORT, such as 127.0.0.1:26379".to_owned())
+    }
 }
 
 /// `*`, or `scheme://host[:port]` with nothing after it: what browsers send as `Origin`.

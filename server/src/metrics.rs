@@ -25,6 +25,7 @@ pub struct Metrics {
     gaps: AtomicU64,
     publish_seconds: Histogram,
     limited: [AtomicU64; Limit::ALL.len()],
+    redis_primary_changes: AtomicU64,
 }
 
 /// A limit a request ran into.
@@ -174,6 +175,11 @@ impl Metrics {
         self.limited[limit as usize].load(Relaxed)
     }
 
+    /// Sentinel named a new Redis primary and this node followed it.
+    pub(crate) fn redis_primary_changed(&self) {
+        self.redis_primary_changes.fetch_add(1, Relaxed);
+    }
+
     pub(crate) fn job_created(&self) {
         self.jobs_created.fetch_add(1, Relaxed);
     }
@@ -254,6 +260,9 @@ impl Metrics {
             let label = format!("limit=\"{}\"", limit.name());
             sample(&mut out, limited, &label, self.times_limited(limit));
         }
+        let moved = "herald_redis_primary_changes_total";
+        header(&mut out, moved, "counter", "Redis failovers this node followed (Sentinel).");
+        sample(&mut out, moved, "", self.redis_primary_changes.load(Relaxed));
         out
     }
 }

@@ -69,14 +69,32 @@ pub enum BrokerOptions {
 /// Where the shared Redis is and how this node appears in it.
 #[derive(Debug, Clone)]
 pub struct RedisOptions {
-    /// `redis://…` or `rediss://…`.
+    /// `redis://[user:password@]host:port[/db]`, or `rediss://…` for TLS. With
+    /// [`sentinel`](Self::sentinel), only its scheme, user, password and database are
+    /// used: Sentinel says where the primary is.
     pub url: String,
+    /// PEM certificates of the CA(s) that signed the server's certificate, trusted
+    /// instead of the system's roots (`rediss://` only).
+    pub ca: Option<Vec<u8>>,
+    /// Find the primary through Sentinel, and follow it when it fails over.
+    pub sentinel: Option<SentinelOptions>,
     /// Prepended to every key and channel, so several clusters can share a Redis.
     pub prefix: String,
     /// This node's name in presence.
     pub node_id: String,
     /// A node that stops refreshing its presence (it died) disappears after this.
     pub presence_ttl: Duration,
+}
+
+/// Where the sentinels are and which primary to ask them for.
+#[derive(Debug, Clone)]
+pub struct SentinelOptions {
+    /// `host:port` of each sentinel; asked in order until one answers.
+    pub addresses: Vec<String>,
+    /// The name the sentinels monitor the primary under (`sentinel monitor NAME …`).
+    pub master: String,
+    /// The sentinels' own password (`requirepass` in sentinel.conf), if any.
+    pub password: Option<String>,
 }
 
 /// The hub refused a request.
@@ -195,13 +213,12 @@ impl Hub {
                     &options.history,
                     fanout.clone(),
                     Arc::clone(&job_watchers),
+                    metrics.clone(),
                     shutdown.clone(),
                 )
-                .map_err(|error| {
-                    StartError(format!("cannot use Redis at the given URL: {error}"))
-                })?;
+                .map_err(|error| StartError(format!("cannot use these Redis settings: {error}")))?;
                 let jobs = jobs::redis::RedisJobs::start(
-                    broker.connection(),
+                    broker.link(),
                     redis.prefix.clone(),
                     options.jobs,
                     options.queue_capacity,

@@ -35,6 +35,8 @@ impl Backend {
         if let Some((redis, prefix)) = &self.redis {
             options.broker = BrokerOptions::Redis(RedisOptions {
                 url: redis.url(),
+                ca: None,
+                sentinel: None,
                 prefix: prefix.clone(),
                 node_id: uuid_like(),
                 presence_ttl: Duration::from_secs(2),

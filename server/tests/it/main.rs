@@ -11,6 +11,8 @@ mod broker;
 mod cluster;
 /// HTTP/1 on the wire: the direct stream path, keep-alive, pipelining, hang-ups.
 mod connections;
+/// Redis as production runs it: TLS, ACL users, Sentinel failover.
+mod deployments;
 /// Bad input of every kind gets a clear JSON 4xx.
 mod errors;
 /// Client addresses behind trusted reverse proxies.
@@ -19,10 +21,10 @@ mod forwarded;
 mod http1;
 /// Task streams: replay, live progress, the final event, 204 after it.
 mod jobs;
-/// A Redis that comes back with less than it had: never an id twice, every loss told.
-mod lost_writes;
 /// Limits on streams, pushes, topics and sizes.
 mod limits;
+/// A Redis that comes back with less than it had: never an id twice, every loss told.
+mod lost_writes;
 /// Presence and operations endpoints.
 mod presence;
 /// Pushing to clients, topics and everyone; tabs; form bodies.

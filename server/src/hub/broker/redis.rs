@@ -31,9 +31,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::StreamExt;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 use tokio_util::sync::CancellationToken;
+
+mod link;
+
+use link::CONNECT_TIMEOUT;
+pub(crate) use link::Link;
 
 use super::{Accepted, Health, Missed, Unavailable, merge_presence};
 use crate::hub::RedisOptions;
@@ -55,10 +60,6 @@ static CLIENTS: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("re
 static KICK: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redis/kick.lua")));
 const HEARTBEAT: &str = include_str!("redis/heartbeat.lua");
 
-/// Each attempt to reach Redis gives up after this long.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-/// A command unanswered for this long fails (a push then answers 503).
-const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 /// The subscription is retried after this long at first, doubling up to the max.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
@@ -71,8 +72,7 @@ const SUBSCRIPTION_PING_INTERVAL: Duration = Duration::from_secs(5);
 const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct RedisBroker {
-    client: redis::Client,
-    conn: ConnectionManager,
+    link: Arc<Link>,
     keys: Keys,
     node_id: String,
     history: HistoryOptions,
@@ -141,18 +141,12 @@ impl RedisBroker {
         history: &HistoryOptions,
         fanout: Arc<Fanout>,
         job_watchers: Arc<JobWatchers>,
+        metrics: Arc<crate::metrics::Metrics>,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, RedisError> {
-        let client = redis::Client::open(options.url.as_str())?;
-        let config = ConnectionManagerConfig::new()
-            .set_connection_timeout(Some(CONNECT_TIMEOUT))
-            .set_response_timeout(Some(RESPONSE_TIMEOUT))
-            .set_number_of_retries(1)
-            .set_max_delay(MAX_BACKOFF);
-        let conn = ConnectionManager::new_lazy_with_config(client.clone(), config)?;
+        let link = Arc::new(Link::new(options, metrics)?);
         let broker = Arc::new(Self {
-            client,
-            conn,
+            link,
             keys: Keys { prefix: options.prefix.clone() },
             node_id: options.node_id.clone(),
             history: history.clone(),
@@ -163,13 +157,37 @@ impl RedisBroker {
         });
         tokio::spawn(listen(Arc::downgrade(&broker), stop.clone()));
         tokio::spawn(report_presence(Arc::downgrade(&broker), stop));
-        tracing::info!(node = %broker.node_id, prefix = %broker.keys.prefix, "using Redis at {}", options.url);
+        let (node, prefix) = (&broker.node_id, &broker.keys.prefix);
+        match (&options.sentinel, broker.link.endpoint()) {
+            (Some(sentinel), _) => tracing::info!(
+                %node, %prefix,
+                "using the Redis primary of {} that Sentinel at {} names",
+                sentinel.master,
+                sentinel.addresses.join(", ")
+            ),
+            (None, endpoint) => tracing::info!(
+                %node, %prefix,
+                "using Redis at {}",
+                endpoint.map(|endpoint| endpoint.address).unwrap_or_default()
+            ),
+        }
         Ok(broker)
     }
 
-    /// The command connection, shared with the task store.
-    pub(crate) fn connection(&self) -> ConnectionManager {
-        self.conn.clone()
+    /// The link to the primary, shared with the task store.
+    pub(crate) fn link(&self) -> Arc<Link> {
+        Arc::clone(&self.link)
+    }
+
+    /// The command connection to the primary.
+    fn conn(&self) -> Result<ConnectionManager, Unavailable> {
+        self.link.connection()
+    }
+
+    /// A failed command as the hub reports it; the link looks for a moved primary.
+    fn unavailable(&self, error: &RedisError) -> Unavailable {
+        self.link.failed(error);
+        unavailable(error)
     }
 
     pub(crate) async fn publish(
@@ -195,9 +213,9 @@ impl RedisBroker {
             .arg(millis(self.history.ttl))
             .arg(self.history.per_target)
             .arg(self.keys.node_prefix())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         let epoch = parse_epoch(&epoch)?;
         Ok(Accepted { id: EventId { epoch, seq, kind: target.kind() }, delivered })
     }
@@ -223,9 +241,9 @@ impl RedisBroker {
             .arg(self.history.per_target)
             .arg(Epoch::random().as_str());
         let reply: Vec<Vec<u8>> = invocation
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         parse_missed(reply).ok_or_else(|| Unavailable("Redis sent a malformed history".into()))
     }
 
@@ -234,18 +252,18 @@ impl RedisBroker {
             .key(self.keys.bus())
             .arg(self.keys.node_prefix())
             .arg(client.as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))
+            .map_err(|error| self.unavailable(&error))
     }
 
     pub(crate) async fn clients(&self) -> Result<Vec<ClientPresence>, Unavailable> {
         let reports: Vec<String> = CLIENTS
             .key(self.keys.nodes())
             .arg(self.keys.node_prefix())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         let reports = reports.iter().filter_map(|report| match serde_json::from_str(report) {
             Ok(presence) => Some(presence),
             Err(error) => {
@@ -260,7 +278,10 @@ impl RedisBroker {
         if !self.subscribed.load(Ordering::Acquire) {
             return Health::Degraded("not subscribed to Redis; reconnecting".to_owned());
         }
-        let mut conn = self.conn.clone();
+        let mut conn = match self.conn() {
+            Ok(conn) => conn,
+            Err(unavailable) => return Health::Degraded(unavailable.0),
+        };
         let ping = redis::cmd("PING");
         match tokio::time::timeout(PING_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
             Ok(Ok(_)) => Health::Ok,
@@ -271,12 +292,13 @@ impl RedisBroker {
 
     /// Withdraws this node's presence.
     pub(crate) async fn leave(&self) {
+        let Ok(mut conn) = self.conn() else { return };
         let result = redis::pipe()
             .atomic()
             .del(self.keys.node_clients(&self.node_id))
             .del(self.keys.node_counts(&self.node_id))
             .zrem(self.keys.nodes(), &self.node_id)
-            .query_async::<()>(&mut self.conn.clone())
+            .query_async::<()>(&mut conn)
             .await;
         if let Err(error) = result {
             tracing::warn!("could not withdraw this node's presence (it will expire): {error}");
@@ -290,9 +312,9 @@ impl RedisBroker {
             .key(self.keys.epoch())
             .key(self.keys.seq())
             .arg(Epoch::random().as_str())
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         let now = Position { epoch: parse_epoch(&epoch)?, seq };
         let before = self.fanout.head();
         if let Some(before) = before.as_ref().filter(|before| before.epoch != now.epoch) {
@@ -336,7 +358,8 @@ impl RedisBroker {
 
     /// Writes what changed in this node's connections (everything when `all`) and
     /// refreshes the node's expiry.
-    async fn write_presence(&self, all: bool) -> Result<(), RedisError> {
+    async fn write_presence(&self, all: bool) -> Result<(), Unavailable> {
+        let mut conn = self.conn()?;
         let clients_key = self.keys.node_clients(&self.node_id);
         let counts_key = self.keys.node_counts(&self.node_id);
         let changes = self.fanout.take_changes(all);
@@ -376,16 +399,17 @@ impl RedisBroker {
             .arg(&self.node_id)
             .arg(millis(self.presence_ttl))
             .ignore();
-        pipe.query_async::<()>(&mut self.conn.clone()).await
+        pipe.query_async::<()>(&mut conn).await.map_err(|error| self.unavailable(&error))
     }
 
     /// Whether Redis still holds this node's presence (it does not after a flush or
     /// a restart without persistence).
-    async fn presence_is_held(&self) -> Result<bool, RedisError> {
+    async fn presence_is_held(&self) -> Result<bool, Unavailable> {
         redis::cmd("EXISTS")
             .arg(self.keys.node_counts(&self.node_id))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn()?)
             .await
+            .map_err(|error| self.unavailable(&error))
     }
 }
 
@@ -451,10 +475,27 @@ async fn listen(broker: Weak<RedisBroker>, stop: CancellationToken) {
     let mut backoff = MIN_BACKOFF;
     loop {
         let Some(strong) = broker.upgrade() else { return };
-        let client = strong.client.clone();
+        let link = strong.link();
         let bus = strong.keys.bus();
         drop(strong);
+        let mut moves = link.moves();
+        let located = tokio::select! {
+            located = link.locate() => located,
+            () = stop.cancelled() => return,
+        };
+        let client = match (located, link.endpoint()) {
+            (Ok(()), Some(endpoint)) => Some(endpoint.client),
+            (Err(error), _) => {
+                tracing::warn!("cannot find the Redis primary through Sentinel: {error}");
+                None
+            }
+            (Ok(()), None) => None,
+        };
+        moves.mark_unchanged();
         let subscribe = async {
+            let client = client.ok_or_else(|| {
+                RedisError::from((redis::ErrorKind::Io, "no Redis primary is known yet"))
+            })?;
             let mut pubsub = client.get_async_pubsub().await?;
             pubsub.subscribe(&bus).await?;
             Ok::<_, RedisError>(pubsub)
@@ -472,7 +513,7 @@ async fn listen(broker: Weak<RedisBroker>, stop: CancellationToken) {
                         tracing::info!("subscribed to {bus}");
                         backoff = MIN_BACKOFF;
                         drop(strong);
-                        if !relay(&broker, pubsub, &stop).await {
+                        if !relay(&broker, pubsub, moves, &stop).await {
                             return;
                         }
                         if let Some(strong) = broker.upgrade() {
@@ -498,11 +539,12 @@ async fn listen(broker: Weak<RedisBroker>, stop: CancellationToken) {
     }
 }
 
-/// Relays bus messages to the node until the subscription ends or stops answering
-/// `PING` (returns true) or the node stops (returns false).
+/// Relays bus messages to the node until the subscription ends, stops answering
+/// `PING` or the primary moves (returns true), or the node stops (returns false).
 async fn relay(
     broker: &Weak<RedisBroker>,
     pubsub: redis::aio::PubSub,
+    mut moves: tokio::sync::watch::Receiver<u64>,
     stop: &CancellationToken,
 ) -> bool {
     let (mut sink, mut messages) = pubsub.split();
@@ -522,6 +564,10 @@ async fn relay(
                     tracing::warn!("the Redis subscription stopped answering PING");
                     return true;
                 }
+            }
+            _ = moves.changed() => {
+                tracing::warn!("the Redis primary moved; subscribing there");
+                return true;
             }
             () = stop.cancelled() => return false,
         }

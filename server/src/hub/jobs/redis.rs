@@ -24,7 +24,7 @@ use super::{
     JobError, JobOptions, JobSnapshot, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL, Watch,
     abandoned_error, done_data,
 };
-use crate::hub::broker::redis::millis;
+use crate::hub::broker::redis::{Link, millis};
 use crate::hub::lock;
 use crate::hub::subscriber::{Subscriber, Subscription};
 use crate::hub::types::DisconnectReason;
@@ -37,7 +37,7 @@ static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redi
 
 /// Tasks shared through Redis.
 pub(crate) struct RedisJobs {
-    conn: ConnectionManager,
+    link: Arc<Link>,
     prefix: String,
     options: JobOptions,
     queue_capacity: usize,
@@ -97,10 +97,10 @@ impl JobWatchers {
 }
 
 impl RedisJobs {
-    /// Tasks on the Redis behind `conn`; starts the sweep that fails abandoned tasks,
+    /// Tasks on the Redis primary `link` leads to; starts the sweep that fails abandoned tasks,
     /// which runs until `shutdown`.
     pub(crate) fn start(
-        conn: ConnectionManager,
+        link: Arc<Link>,
         prefix: String,
         options: JobOptions,
         queue_capacity: usize,
@@ -109,7 +109,7 @@ impl RedisJobs {
         watchers: Arc<JobWatchers>,
     ) -> Arc<Self> {
         let jobs =
-            Arc::new(Self { conn, prefix, options, queue_capacity, metrics, shutdown, watchers });
+            Arc::new(Self { link, prefix, options, queue_capacity, metrics, shutdown, watchers });
         tokio::spawn(sweep(Arc::downgrade(&jobs)));
         jobs
     }
@@ -154,9 +154,9 @@ impl RedisJobs {
             .arg(self.options.max_jobs)
             .arg(millis(self.options.idle_timeout))
             .arg(millis(self.options.ttl))
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         if !created {
             return Err(JobError::TooMany);
         }
@@ -210,9 +210,9 @@ impl RedisJobs {
             .arg(millis(self.options.idle_timeout))
             .arg(millis(self.options.ttl))
             .arg(MAX_EVENTS_PER_JOB)
-            .invoke_async(&mut self.conn.clone())
+            .invoke_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(()),
             Some("missing") => Err(JobError::NotFound),
@@ -231,9 +231,9 @@ impl RedisJobs {
         }
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
             .arg(self.task_key(id))
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         snapshot_from(id, &fields).ok_or(JobError::NotFound)
     }
 
@@ -272,9 +272,9 @@ impl RedisJobs {
             .hget(self.task_key(id), "state")
             .hget(self.task_key(id), "last")
             .lrange(self.events_key(id), 0, -1)
-            .query_async(&mut self.conn.clone())
+            .query_async(&mut self.conn()?)
             .await
-            .map_err(|error| unavailable(&error))?;
+            .map_err(|error| self.unavailable(&error))?;
         let (Some(state), Some(last)) = (state, last) else {
             return Err(JobError::NotFound);
         };
@@ -306,7 +306,18 @@ impl RedisJobs {
         self.watchers.close_all(reason);
     }
 
-    async fn sweep_once(&self) -> Result<(), redis::RedisError> {
+    /// The command connection to the primary.
+    fn conn(&self) -> Result<ConnectionManager, JobError> {
+        self.link.connection().map_err(|unavailable| JobError::Unavailable(unavailable.0))
+    }
+
+    /// A failed command as callers see it; the link looks for a moved primary.
+    fn unavailable(&self, error: &redis::RedisError) -> JobError {
+        self.link.failed(error);
+        JobError::Unavailable(error.to_string())
+    }
+
+    async fn sweep_once(&self) -> Result<(), JobError> {
         let error = abandoned_error(self.options.idle_timeout);
         let body = sse::encode_event(
             None,
@@ -322,9 +333,10 @@ impl RedisJobs {
             .arg(error)
             .arg(millis(self.options.ttl))
             .arg(MAX_EVENTS_PER_JOB)
-            .invoke_async::<u64>(&mut self.conn.clone())
+            .invoke_async::<u64>(&mut self.conn()?)
             .await
             .map(drop)
+            .map_err(|error| self.unavailable(&error))
     }
 }
 
@@ -370,8 +382,4 @@ fn snapshot_from(id: &str, fields: &HashMap<String, String>) -> Option<JobSnapsh
         created_at: field("created_at")?.clone(),
         last_event_id: number("last")?.to_string(),
     })
-}
-
-fn unavailable(error: &redis::RedisError) -> JobError {
-    JobError::Unavailable(error.to_string())
 }

@@ -2,8 +2,10 @@
 //! as a [`node::Node`]), an HTTP client for its API, and an SSE reader built on the
 //! `eventsource-stream` parser (not our code).
 
+pub mod certs;
 pub mod node;
 pub mod redis;
+pub mod sentinel;
 
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -101,6 +103,12 @@ impl Api {
 
     pub async fn get(&self, path: &str) -> (StatusCode, Value) {
         json_response(self.http.get(self.url(path)).send().await.expect("request")).await
+    }
+
+    /// A text answer, such as `/metrics`.
+    pub async fn get_text(&self, path: &str) -> String {
+        let response = self.http.get(self.url(path)).send().await.expect("request");
+        response.text().await.expect("a text body")
     }
 
     /// Pushes and expects success; returns `(id, delivered)`.

@@ -132,18 +132,17 @@ impl RedisServer {
                 .arg(&tls.ca),
         };
         if let Some((user, password)) = &self.setup.user {
-            command.args(["--user", &format!("{user} on >{password} ~* &* +@all")]);
-            command.args(["--user", "default off"]);
+            // Each word its own argument: redis-server reads `--user NAME RULE…`.
+            command.args(["--user", user, "on", &format!(">{password}"), "~*", "&*", "+@all"]);
+            command.args(["--user", "default", "off"]);
         }
         if let Some(primary) = self.setup.replica_of {
             command.args(["--replicaof", "127.0.0.1", &primary.to_string()]);
         }
-        let child = command
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("redis-server on PATH (Debian package redis-server; make test installs it)");
+        let child =
+            command.stdout(Stdio::null()).stderr(Stdio::null()).kill_on_drop(true).spawn().expect(
+                "redis-server on PATH (Debian package redis-server; make test installs it)",
+            );
         self.child = Some(child);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
         while tokio::time::Instant::now() < deadline {

@@ -1,0 +1,203 @@
+//! Redis as production runs it: TLS with a private CA, ACL users, and a primary with a
+//! replica behind three sentinels that fail it over mid-stream. Every test starts the
+//! real servers (Debian's `redis-server`, `redis-sentinel`, `openssl`) on loopback and
+//! runs the real `herald` binary against them.
+
+use std::time::Duration;
+
+use serde_json::json;
+
+use crate::cluster::{next_is, sees_connections};
+use crate::support::certs::private_ca;
+use crate::support::node::Node;
+use crate::support::redis::{RedisServer, Setup, unique_prefix};
+use crate::support::sentinel::Sentinels;
+use crate::support::{PATIENCE, SseClient, eventually};
+
+/// Two nodes on `url` (plus `args`): a push through the first reaches a client of the
+/// second.
+async fn two_nodes_share(url: &str, args: &[&str], test: &str) -> (Node, Node) {
+    let prefix = unique_prefix(test);
+    let mut all = vec!["--redis-url", url, "--redis-prefix", &prefix];
+    all.extend_from_slice(args);
+    let a = Node::start(&all).await;
+    let b = Node::start(&all).await;
+    a.wait_healthy().await;
+    b.wait_healthy().await;
+    let mut stream = b.subscribe("client_id=alice").await;
+    sees_connections(&a, "alice", 1).await;
+    a.push(json!({"client_id": "alice", "message": "over the shared Redis"})).await;
+    next_is(&mut stream, "over the shared Redis").await;
+    (a, b)
+}
+
+fn temp_dir(test: &str) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("herald-{test}-{}", std::process::id()))
+}
+
+#[tokio::test]
+async fn nodes_share_a_redis_that_speaks_only_tls_with_a_private_ca_and_an_acl_user() {
+    let dir = temp_dir("tls-acl");
+    let tls = private_ca(&dir);
+    let user = Some(("herald".to_owned(), "s3cret-pass".to_owned()));
+    let redis =
+        RedisServer::start_with(Setup { tls: Some(tls.clone()), user, ..Setup::default() }).await;
+    assert!(redis.url().starts_with("rediss://herald:s3cret-pass@"));
+    let ca = tls.ca.to_string_lossy().into_owned();
+
+    let (a, b) = two_nodes_share(&redis.url(), &["--redis-ca", &ca], "tls_acl").await;
+
+    for node in [&a, &b] {
+        assert!(!node.log().contains("s3cret-pass"), "the password is never logged");
+    }
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn a_certificate_from_an_unknown_ca_is_refused_and_the_node_says_why() {
+    let dir = temp_dir("tls-unknown-ca");
+    let tls = private_ca(&dir);
+    let redis = RedisServer::start_with(Setup { tls: Some(tls), ..Setup::default() }).await;
+    let prefix = unique_prefix("tls_unknown_ca");
+    // The system's roots do not include the test's CA.
+    let node = Node::start(&["--redis-url", &redis.url(), "--redis-prefix", &prefix]).await;
+    eventually(|| async { node.log().contains("certificate") }).await;
+    let (status, health) = node.get("/healthz").await;
+    assert_eq!(status, 503, "{health}");
+    let (status, error) = node.post("/push", json!({"broadcast": true, "message": "x"})).await;
+    assert_eq!(status, 503, "{error}");
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test]
+async fn an_acl_user_gets_in_and_a_wrong_password_does_not() {
+    let user = Some(("app".to_owned(), "right-password".to_owned()));
+    let redis = RedisServer::start_with(Setup { user, ..Setup::default() }).await;
+    two_nodes_share(&redis.url(), &[], "acl").await;
+
+    let wrong = redis.url().replace("right-password", "wrong-password");
+    let node = Node::start(&["--redis-url", &wrong, "--redis-prefix", "acl-wrong"]).await;
+    eventually(|| async { node.log().contains("authentication failed") }).await;
+    assert_eq!(node.get("/healthz").await.0, 503);
+    assert!(!node.log().contains("wrong-password"), "the password is never logged");
+}
+
+#[tokio::test]
+async fn a_ca_file_without_tls_or_without_certificates_stops_the_start() {
+    let ca = std::env::temp_dir().join(format!("herald-not-a-ca-{}", std::process::id()));
+    std::fs::write(&ca, "not a certificate").unwrap();
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--redis-url", "rediss://127.0.0.1:1", "--redis-ca"])
+        .arg(&ca)
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no PEM certificate"));
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .args(["--redis-sentinel", "127.0.0.1:26379"])
+        .output()
+        .unwrap();
+    assert!(!output.status.success(), "a sentinel without --redis-master is refused");
+    assert!(String::from_utf8_lossy(&output.stderr).contains("--redis-master"));
+    let _ = std::fs::remove_file(ca);
+}
+
+/// Reads events as EventSource does: when the stream ends, reconnects with the last id
+/// it saw. Returns the messages' data and the number of `gap` events.
+struct Page<'a> {
+    node: &'a Node,
+    stream: SseClient,
+    last_id: String,
+    gaps: usize,
+}
+
+impl<'a> Page<'a> {
+    async fn open(node: &'a Node) -> Self {
+        Self {
+            node,
+            stream: node.subscribe("client_id=reader").await,
+            last_id: String::new(),
+            gaps: 0,
+        }
+    }
+
+    /// The next message, reconnecting (after EventSource's retry) as often as needed.
+    async fn next_message(&mut self) -> String {
+        let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+        loop {
+            assert!(tokio::time::Instant::now() < deadline, "no message in time");
+            match self.stream.next_or_end().await {
+                Some(event) if event.event == "gap" => self.gaps += 1,
+                Some(event) => {
+                    self.last_id = event.id;
+                    return event.data;
+                }
+                None => {
+                    tokio::time::sleep(Duration::from_millis(300)).await;
+                    self.stream =
+                        self.node.open_stream("/sse?client_id=reader", Some(&self.last_id)).await;
+                }
+            }
+        }
+    }
+}
+
+/// Pushes through `node` until one is accepted (503s while the cluster fails over).
+async fn push_until_accepted(node: &Node, message: &str) -> String {
+    let deadline = tokio::time::Instant::now() + PATIENCE * 3;
+    loop {
+        let (status, body) =
+            node.post("/push", json!({"client_id": "reader", "message": message})).await;
+        if status == 200 {
+            return body["id"].as_str().expect("an id").to_owned();
+        }
+        assert_eq!(status, 503, "{body}");
+        assert!(tokio::time::Instant::now() < deadline, "no push accepted: {body}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_client_keeps_receiving_across_a_sentinel_failover() {
+    let mut primary = RedisServer::start().await;
+    let replica =
+        RedisServer::start_with(Setup { replica_of: Some(primary.port()), ..Setup::default() })
+            .await;
+    let sentinels = Sentinels::watch(&primary, 1).await;
+    let prefix = unique_prefix("failover");
+    let mut args = sentinels.node_args();
+    args.extend(["--redis-prefix".to_owned(), prefix]);
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let a = Node::start(&args).await;
+    let b = Node::start(&args).await;
+    a.wait_healthy().await;
+    b.wait_healthy().await;
+
+    // The reader is on A; every push goes through B.
+    let mut page = Page::open(&a).await;
+    sees_connections(&b, "reader", 1).await;
+    push_until_accepted(&b, "before").await;
+    assert_eq!(page.next_message().await, "before");
+
+    let old = primary.port();
+    primary.stop().await;
+    let new = sentinels.failed_over_from(old).await;
+    assert_eq!(new, replica.port());
+    let during = push_until_accepted(&b, "after the failover").await;
+    // Whatever the new primary lacks is announced: the replica may not have had
+    // everything, so the history starts a new epoch and the reader resumes with a gap.
+    assert_eq!(page.next_message().await, "after the failover");
+    assert_eq!(page.last_id, during);
+    assert_eq!(page.gaps, 1, "the failover is announced once");
+    push_until_accepted(&b, "and later").await;
+    assert_eq!(page.next_message().await, "and later");
+
+    for node in [&a, &b] {
+        eventually(|| async { node.log().contains("Sentinel names a new primary") }).await;
+        let metrics = node.get_text("/metrics").await;
+        assert!(metrics.contains("herald_redis_primary_changes_total 1"), "{metrics}");
+        assert!(!node.log().contains("panicked"), "{}", node.log());
+    }
+    // Presence follows the primary too.
+    sees_connections(&b, "reader", 1).await;
+}
