@@ -116,3 +116,33 @@ async fn a_client_that_was_live_across_the_restart_resumes_with_a_gap() {
     assert_eq!(back.next().await.event, "gap");
     next_is(&mut back, "m3").await;
 }
+
+#[tokio::test]
+async fn a_flush_while_nodes_stay_subscribed_is_announced_too() {
+    let redis = RedisServer::start().await;
+    let prefix = unique_prefix("flush_live");
+    let a = Node::on_redis(&redis, &prefix, &[]).await;
+    let b = Node::on_redis(&redis, &prefix, &[]).await;
+    for n in 1..=3 {
+        a.push(json!({"client_id": "c1", "message": format!("m{n}")})).await;
+    }
+    // A resumed stream: it skips live frames its replay covered, by seq.
+    let mut live = b.open_stream("/sse?client_id=c1", Some("none")).await;
+    assert_eq!(live.next().await.event, "gap");
+    let m3 = {
+        let _m1 = live.next().await;
+        let _m2 = live.next().await;
+        live.next().await
+    };
+    assert_eq!(m3.data, "m3");
+
+    // Everything goes, the subscriptions stay: the next push starts a new epoch whose
+    // seqs start over, below what the stream has seen.
+    assert_eq!(redis.cli(&["FLUSHALL"]).await, "OK");
+    let (m4, _) = a.push(json!({"client_id": "c1", "message": "m4"})).await;
+    assert_ne!(m4, m3.id);
+    live.expect_end().await;
+    let mut back = b.open_stream("/sse?client_id=c1", Some(&m3.id)).await;
+    assert_eq!(back.next().await.event, "gap");
+    next_is(&mut back, "m4").await;
+}

@@ -340,10 +340,30 @@ impl RedisBroker {
         Ok(())
     }
 
+    /// A message from a new epoch while subscribed (Redis was flushed, or lost the
+    /// sequence, without dropping the subscription): the streams open here cannot
+    /// tell what the old epoch lost, and their seqs start over, so they are closed
+    /// and their clients resume (with a gap).
+    fn follow_epoch(&self, position: &Position) {
+        let Some(head) = self.fanout.head() else { return };
+        if head.epoch == position.epoch {
+            return;
+        }
+        self.job_watchers.close_all(DisconnectReason::Resync);
+        let closed = self.fanout.close_all(DisconnectReason::Resync);
+        tracing::warn!(
+            "the shared history started epoch {} (was {}) while subscribed: Redis lost \
+             data; closed {closed} streams so that their clients resume",
+            position.epoch.as_str(),
+            head.epoch.as_str(),
+        );
+    }
+
     /// Hands one message from the bus to this node's connections.
     fn dispatch(&self, payload: &[u8]) {
         match BusMessage::parse(payload) {
             Some(BusMessage::Deliver(message)) => {
+                self.follow_epoch(&message.position);
                 self.fanout.deliver(&message, None);
             }
             Some(BusMessage::Task { id, n, finished, frame }) => {
