@@ -11,14 +11,21 @@ local head = tonumber(redis.call('GET', KEYS[2]))
 local since = tonumber(ARGV[2])
 local unknown = 0
 -- An id from another epoch, or one this epoch has not reached (the sequence went
--- back): everything this epoch holds is replayed after a gap.
+-- back): a gap, then what the client's own epoch still holds after its id (messages
+-- that outlived the loss keep their ids), then everything this epoch holds.
+local client_seq = since
 if epoch ~= ARGV[1] or since > head or since < start then
   since = start
   unknown = 1
 end
--- Only this epoch's messages are replayed: older ones a list still holds may have
--- been delivered under their own ids already.
 local own_id = 'id: ' .. epoch .. '-'
+local client_id = 'id: ' .. ARGV[1] .. '-'
+local function replayable(n, frame)
+  if string.sub(frame, 1, #own_id) == own_id then return n > since end
+  -- Another epoch's message: only the client's own epoch's, after its id.
+  return unknown == 1 and ARGV[1] ~= '' and n > client_seq
+    and string.sub(frame, 1, #client_id) == client_id
+end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
 local ttl = tonumber(ARGV[3])
@@ -40,7 +47,7 @@ for i = 4, #KEYS, 2 do
     for _, entry in ipairs(entries) do
       local seq, frame = string.match(entry, '^(%d+) %d+ (.*)$')
       local n = tonumber(seq)
-      if n > since and string.sub(frame, 1, #own_id) == own_id then
+      if replayable(n, frame) then
         if n <= watermark then
           gap = 1
         else
