@@ -54,6 +54,7 @@ async fn node(redis: Option<&Redis>, name: &str, queue_capacity: usize) -> Hub {
             url: redis.url.clone(),
             ca: None,
             sentinel: None,
+            min_replicas: 0,
             prefix: "bench".to_owned(),
             node_id: name.to_owned(),
             presence_ttl: Duration::from_secs(15),

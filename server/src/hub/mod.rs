@@ -78,6 +78,9 @@ pub struct RedisOptions {
     pub ca: Option<Vec<u8>>,
     /// Find the primary through Sentinel, and follow it when it fails over.
     pub sentinel: Option<SentinelOptions>,
+    /// Replicas that must confirm a message (`WAIT`) before a push is acknowledged;
+    /// 0 acknowledges as soon as the primary has it.
+    pub min_replicas: usize,
     /// Prepended to every key and channel, so several clusters can share a Redis.
     pub prefix: String,
     /// This node's name in presence.

@@ -37,6 +37,7 @@ impl Backend {
                 url: redis.url(),
                 ca: None,
                 sentinel: None,
+                min_replicas: 0,
                 prefix: prefix.clone(),
                 node_id: uuid_like(),
                 presence_ttl: Duration::from_secs(2),

@@ -201,3 +201,33 @@ async fn a_client_keeps_receiving_across_a_sentinel_failover() {
     // Presence follows the primary too.
     sees_connections(&b, "reader", 1).await;
 }
+
+#[tokio::test]
+async fn with_min_replicas_a_push_is_acknowledged_only_once_a_replica_has_it() {
+    let primary = RedisServer::start().await;
+    let mut replica =
+        RedisServer::start_with(Setup { replica_of: Some(primary.port()), ..Setup::default() })
+            .await;
+    eventually(|| async { replica.cli(&["INFO", "replication"]).await.contains("link_status:up") })
+        .await;
+    let prefix = unique_prefix("min_replicas");
+    let node = Node::on_redis(&primary, &prefix, &["--redis-min-replicas", "1"]).await;
+
+    node.push(json!({"client_id": "alice", "message": "kept twice"})).await;
+    // Acknowledged means the replica already holds it: read it there, at once.
+    let held = replica.cli(&["LRANGE", &format!("{prefix}:h:c:alice"), "0", "-1"]).await;
+    assert!(held.contains("kept twice"), "{held}");
+
+    replica.stop().await;
+    let (status, error) =
+        node.post("/push", json!({"client_id": "alice", "message": "only once"})).await;
+    assert_eq!(status, 503, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("0 of 1 Redis replicas"), "{error}");
+
+    replica.start_again().await;
+    eventually(|| async {
+        let body = json!({"client_id": "alice", "message": "kept twice again"});
+        node.post("/push", body).await.0 == 200
+    })
+    .await;
+}

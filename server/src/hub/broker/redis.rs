@@ -36,9 +36,11 @@ use redis::{RedisError, Script};
 use tokio_util::sync::CancellationToken;
 
 mod link;
+mod replicas;
 
 use link::CONNECT_TIMEOUT;
 pub(crate) use link::Link;
+use replicas::{NotReplicated, Replicas};
 
 use super::{Accepted, Health, Missed, Unavailable, merge_presence};
 use crate::hub::RedisOptions;
@@ -73,6 +75,8 @@ const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct RedisBroker {
     link: Arc<Link>,
+    /// What a publish waits for before it is acknowledged (`--redis-min-replicas`).
+    replicas: Replicas,
     keys: Keys,
     node_id: String,
     history: HistoryOptions,
@@ -147,6 +151,7 @@ impl RedisBroker {
         let link = Arc::new(Link::new(options, metrics)?);
         let broker = Arc::new(Self {
             link,
+            replicas: Replicas::new(options.min_replicas),
             keys: Keys { prefix: options.prefix.clone() },
             node_id: options.node_id.clone(),
             history: history.clone(),
@@ -198,6 +203,7 @@ impl RedisBroker {
         if !self.subscribed.load(Ordering::Acquire) {
             return Err(Unavailable("this node is not subscribed to Redis; reconnecting".into()));
         }
+        let mut conn = self.conn()?;
         let (epoch, seq, delivered): (String, u64, usize) = PUBLISH
             .key(self.keys.epoch())
             .key(self.keys.seq())
@@ -213,9 +219,15 @@ impl RedisBroker {
             .arg(millis(self.history.ttl))
             .arg(self.history.per_target)
             .arg(self.keys.node_prefix())
-            .invoke_async(&mut self.conn()?)
+            .invoke_async(&mut conn)
             .await
             .map_err(|error| self.unavailable(&error))?;
+        if self.replicas.required() {
+            self.replicas.confirm(&mut conn).await.map_err(|error| match error {
+                NotReplicated::Failed(error) => self.unavailable(&error),
+                too_few @ NotReplicated::TooFew { .. } => Unavailable(too_few.to_string()),
+            })?;
+        }
         let epoch = parse_epoch(&epoch)?;
         Ok(Accepted { id: EventId { epoch, seq, kind: target.kind() }, delivered })
     }
