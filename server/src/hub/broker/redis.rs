@@ -160,6 +160,7 @@ impl RedisBroker {
             job_watchers,
             subscribed: AtomicBool::new(false),
         });
+        tokio::spawn(broker.link().keep_following(stop.clone()));
         tokio::spawn(listen(Arc::downgrade(&broker), stop.clone()));
         tokio::spawn(report_presence(Arc::downgrade(&broker), stop));
         let (node, prefix) = (&broker.node_id, &broker.keys.prefix);

@@ -2,10 +2,10 @@
 //! Sentinel names — and a command connection that follows it across a failover.
 //!
 //! With Sentinel, the primary is looked up (`SENTINEL get-master-addr-by-name`, then
-//! `ROLE` on the answer, both by the redis crate's [`SentinelClient`]) at start, after
-//! any command fails in a way a moved primary explains (the connection is refused,
-//! dropped or times out, or the server answers `READONLY` because it was demoted), and
-//! whenever the subscription is lost. When the answer is a new address, the command
+//! `ROLE` on the answer, both by the redis crate's [`SentinelClient`]) at start, every
+//! second, after any command fails in a way a moved primary explains (the connection
+//! is refused, dropped or times out, or the server answers `READONLY` because it was
+//! demoted), and whenever the subscription is lost. When the answer is a new address, the command
 //! connection is replaced, the subscription is told (it resubscribes there), and the
 //! move is logged and counted (`herald_redis_primary_changes_total`).
 //!
@@ -19,6 +19,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::sentinel::{SentinelClient, SentinelClientBuilder, SentinelServerType};
 use redis::{ConnectionAddr, IntoConnectionInfo, RedisError, TlsCertificates, TlsMode};
 use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
 
 use super::super::Unavailable;
 use crate::hub::{RedisOptions, SentinelOptions};
@@ -32,6 +33,10 @@ const RESPONSE_TIMEOUT: Duration = Duration::from_secs(2);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How long one lookup through Sentinel may take, all sentinels together.
 const LOOKUP_TIMEOUT: Duration = Duration::from_secs(3);
+/// How often Sentinel is asked anyway: a primary that Sentinel replaced but that still
+/// answers (it was stalled, or cut off from the sentinels) would otherwise keep taking
+/// this node's commands until it is demoted.
+const CHECK_INTERVAL: Duration = Duration::from_secs(1);
 /// Lookups after a failure are at least this far apart, so a burst of failed pushes
 /// asks Sentinel once.
 const LOOKUP_INTERVAL: Duration = Duration::from_millis(250);
@@ -176,6 +181,23 @@ impl Link {
         }
         self.moved.send_modify(|moves| *moves += 1);
         Ok(())
+    }
+
+    /// With Sentinel, asks it every [`CHECK_INTERVAL`] until `stop`, following the
+    /// primary when it moved.
+    pub(crate) async fn keep_following(self: Arc<Self>, stop: CancellationToken) {
+        if matches!(self.locator, Locator::Fixed) {
+            return;
+        }
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep(CHECK_INTERVAL) => {}
+                () = stop.cancelled() => return,
+            }
+            if let Err(error) = self.locate().await {
+                tracing::debug!("Sentinel did not answer the periodic check: {error}");
+            }
+        }
     }
 
     /// Called with every failed command: when Sentinel is in use and the failure is one
