@@ -98,9 +98,9 @@ pub struct Config {
     #[arg(long, env = "HERALD_REDIS_MASTER", value_name = "NAME", requires = "redis_sentinels")]
     pub redis_master: Option<String>,
 
-    /// Acknowledge a push only once this many Redis replicas confirm it (WAIT, up to 1 s; else 503), so that it survives a failover and a primary cut off from its replicas accepts nothing. 0: as soon as the primary has it.
-    #[arg(long, env = "HERALD_REDIS_MIN_REPLICAS", value_name = "N", default_value_t = 0)]
-    pub redis_min_replicas: u8,
+    /// Acknowledge a push only once this many Redis replicas confirm it (WAIT, up to 1 s; else 503), so that it survives a failover and a primary cut off from its replicas accepts nothing; 0: as soon as the primary has it [default: 1 with --redis-sentinel, else 0].
+    #[arg(long, env = "HERALD_REDIS_MIN_REPLICAS", value_name = "N")]
+    pub redis_min_replicas: Option<u8>,
 
     /// The sentinels' own password (`requirepass` in sentinel.conf), if they have one.
     #[arg(
@@ -293,7 +293,11 @@ impl Config {
                         .clone()
                         .unwrap_or_else(|| "redis://sentinel-names-the-host".to_owned()),
                     ca: self.redis_ca.clone().map(|ca| ca.0),
-                    min_replicas: usize::from(self.redis_min_replicas),
+                    // Sentinel means a failover can happen: by default an acknowledged
+                    // push must survive it (docs/reliability.md).
+                    min_replicas: usize::from(
+                        self.redis_min_replicas.unwrap_or(u8::from(master.is_some())),
+                    ),
                     sentinel: master.as_ref().map(|master| SentinelOptions {
                         addresses: self.redis_sentinels.clone(),
                         master: master.clone(),

@@ -13,7 +13,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::process::{Child, Command};
 
-use super::PATIENCE;
+use super::{PATIENCE, eventually};
 
 /// A running `redis-server`, killed when dropped.
 pub struct RedisServer {
@@ -90,6 +90,15 @@ impl RedisServer {
         }
         let output = command.args(args).output().await.expect("redis-cli (package redis-tools)");
         String::from_utf8_lossy(&output.stdout).trim().to_owned()
+    }
+
+    /// For a replica: waits until its link to the primary is up (the first full sync
+    /// can wait for Redis' `repl-diskless-sync-delay`, 5 s by default).
+    pub async fn until_replicating(&self) {
+        eventually(|| async {
+            self.cli(&["INFO", "replication"]).await.contains("master_link_status:up")
+        })
+        .await;
     }
 
     /// Writes an RDB snapshot now (`SAVE`): what a restart will come back with.
