@@ -40,7 +40,7 @@ mod replicas;
 
 use link::CONNECT_TIMEOUT;
 pub(crate) use link::Link;
-use replicas::{NotReplicated, Replicas};
+use replicas::{NotReplicated, invoke_confirmed};
 
 use super::{Accepted, Health, Missed, Unavailable, merge_presence};
 use crate::hub::RedisOptions;
@@ -75,8 +75,9 @@ const SUBSCRIPTION_PING_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct RedisBroker {
     link: Arc<Link>,
-    /// What a publish waits for before it is acknowledged (`--redis-min-replicas`).
-    replicas: Replicas,
+    /// Replicas that must confirm a publish before it is acknowledged
+    /// (`--redis-min-replicas`).
+    min_replicas: usize,
     keys: Keys,
     node_id: String,
     history: HistoryOptions,
@@ -151,7 +152,7 @@ impl RedisBroker {
         let link = Arc::new(Link::new(options, metrics)?);
         let broker = Arc::new(Self {
             link,
-            replicas: Replicas::new(options.min_replicas),
+            min_replicas: options.min_replicas,
             keys: Keys { prefix: options.prefix.clone() },
             node_id: options.node_id.clone(),
             history: history.clone(),
@@ -205,7 +206,8 @@ impl RedisBroker {
             return Err(Unavailable("this node is not subscribed to Redis; reconnecting".into()));
         }
         let mut conn = self.conn()?;
-        let (epoch, seq, delivered): (String, u64, usize) = PUBLISH
+        let mut invocation = PUBLISH.prepare_invoke();
+        invocation
             .key(self.keys.epoch())
             .key(self.keys.seq())
             .key(self.keys.age_log())
@@ -219,16 +221,17 @@ impl RedisBroker {
             .arg(frame_without_id)
             .arg(millis(self.history.ttl))
             .arg(self.history.per_target)
-            .arg(self.keys.node_prefix())
-            .invoke_async(&mut conn)
-            .await
-            .map_err(|error| self.unavailable(&error))?;
-        if self.replicas.required() {
-            self.replicas.confirm(&mut conn).await.map_err(|error| match error {
-                NotReplicated::Failed(error) => self.unavailable(&error),
-                too_few @ NotReplicated::TooFew { .. } => Unavailable(too_few.to_string()),
-            })?;
-        }
+            .arg(self.keys.node_prefix());
+        let (epoch, seq, delivered): (String, u64, usize) = if self.min_replicas == 0 {
+            invocation.invoke_async(&mut conn).await.map_err(|error| self.unavailable(&error))?
+        } else {
+            invoke_confirmed(&invocation, self.min_replicas, &mut conn).await.map_err(|error| {
+                match error {
+                    NotReplicated::Failed(error) => self.unavailable(&error),
+                    too_few @ NotReplicated::TooFew { .. } => Unavailable(too_few.to_string()),
+                }
+            })?
+        };
         let epoch = parse_epoch(&epoch)?;
         Ok(Accepted { id: EventId { epoch, seq, kind: target.kind() }, delivered })
     }

@@ -3,40 +3,26 @@
 //! side of a split, or one Sentinel already replaced) cannot acknowledge anything.
 //!
 //! Redis' `WAIT N TIMEOUT` blocks the connection it is sent on until the replicas
-//! confirm every write that connection made before it. Every command of a node goes
-//! over one multiplexed connection, so the waits are shared (a group commit): a push
-//! whose script has returned waits for the next `WAIT` that starts after it, and one
-//! `WAIT` covers every push that came back before it started. Only one is in flight at
-//! a time, since the connection can do nothing else meanwhile.
+//! confirm every write *that connection* made before it. So the script and its `WAIT`
+//! travel as one pipeline, on one connection: a `WAIT` sent on another connection
+//! (the command connection reconnects by itself, and follows a failover) would confirm
+//! nothing about this write, yet answer with the number of replicas attached. The
+//! delivery checker found exactly that with a shared `WAIT` (docs/reliability.md).
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use redis::RedisError;
 use redis::aio::ConnectionManager;
+use redis::{ErrorKind, RedisError, ScriptInvocation, ServerErrorKind};
 
 /// How long a `WAIT` may take before the push is refused (it may still be delivered).
 pub(crate) const WAIT_TIMEOUT: Duration = Duration::from_millis(1000);
 
-/// See the module docs.
-#[derive(Debug)]
-pub(crate) struct Replicas {
-    /// Replicas that must confirm a write.
-    required: usize,
-    /// `WAIT`s begun so far; the number of the latest is its ticket.
-    begun: AtomicU64,
-    /// The ticket of the latest `WAIT` that got enough confirmations.
-    confirmed: AtomicU64,
-    /// Held while a `WAIT` is in flight.
-    in_flight: tokio::sync::Mutex<()>,
-}
-
-/// Why a write is not known to be on enough replicas.
+/// Why a write is not acknowledged.
 #[derive(Debug)]
 pub(crate) enum NotReplicated {
     /// Fewer replicas than required confirmed it within [`WAIT_TIMEOUT`].
     TooFew { confirmed: usize, required: usize },
-    /// The `WAIT` itself failed.
+    /// The script or the `WAIT` failed.
     Failed(RedisError),
 }
 
@@ -49,47 +35,32 @@ impl std::fmt::Display for NotReplicated {
                  {} ms; it may still be delivered",
                 WAIT_TIMEOUT.as_millis()
             ),
-            Self::Failed(error) => write!(f, "cannot ask the replicas: {error}"),
+            Self::Failed(error) => error.fmt(f),
         }
     }
 }
 
-impl Replicas {
-    /// `required` replicas per write; 0 waits for none.
-    pub(crate) fn new(required: usize) -> Self {
-        Self {
-            required,
-            begun: AtomicU64::new(0),
-            confirmed: AtomicU64::new(0),
-            in_flight: tokio::sync::Mutex::new(()),
+/// Runs `script`, then `WAIT required`, as one pipeline on `conn`; the script's reply
+/// once `required` replicas confirmed it. A script Redis does not hold yet (it
+/// restarted, or this is a new primary) is loaded and the pipeline sent again.
+pub(crate) async fn invoke_confirmed<T: redis::FromRedisValue>(
+    script: &ScriptInvocation<'_>,
+    required: usize,
+    conn: &mut ConnectionManager,
+) -> Result<T, NotReplicated> {
+    let wait = u64::try_from(WAIT_TIMEOUT.as_millis()).unwrap_or(u64::MAX);
+    let mut pipe = redis::pipe();
+    pipe.invoke_script(script).cmd("WAIT").arg(required).arg(wait);
+    let reply = match pipe.query_async::<(T, usize)>(conn).await {
+        Err(error) if error.kind() == ErrorKind::Server(ServerErrorKind::NoScript) => {
+            script.load_async(conn).await.map_err(NotReplicated::Failed)?;
+            pipe.query_async::<(T, usize)>(conn).await
         }
+        reply => reply,
+    };
+    let (reply, confirmed) = reply.map_err(NotReplicated::Failed)?;
+    if confirmed < required {
+        return Err(NotReplicated::TooFew { confirmed, required });
     }
-
-    /// Whether writes wait for replicas at all.
-    pub(crate) fn required(&self) -> bool {
-        self.required > 0
-    }
-
-    /// Returns when every write `conn` made before this call is on the required
-    /// number of replicas.
-    pub(crate) async fn confirm(&self, conn: &mut ConnectionManager) -> Result<(), NotReplicated> {
-        // Only a WAIT begun after this point covers the write that just returned.
-        let written_before = self.begun.load(Ordering::Acquire);
-        let _turn = self.in_flight.lock().await;
-        if self.confirmed.load(Ordering::Acquire) > written_before {
-            return Ok(());
-        }
-        let ticket = self.begun.fetch_add(1, Ordering::AcqRel) + 1;
-        let confirmed: usize = redis::cmd("WAIT")
-            .arg(self.required)
-            .arg(u64::try_from(WAIT_TIMEOUT.as_millis()).unwrap_or(u64::MAX))
-            .query_async(conn)
-            .await
-            .map_err(NotReplicated::Failed)?;
-        if confirmed < self.required {
-            return Err(NotReplicated::TooFew { confirmed, required: self.required });
-        }
-        self.confirmed.fetch_max(ticket, Ordering::AcqRel);
-        Ok(())
-    }
+    Ok(reply)
 }
