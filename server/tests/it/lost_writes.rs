@@ -141,6 +141,29 @@ async fn messages_that_outlived_the_loss_are_still_replayed_after_the_gap() {
 }
 
 #[tokio::test]
+async fn a_client_away_across_several_losses_gets_every_epoch_still_held_in_order() {
+    let mut redis = RedisServer::start().await;
+    let node = Node::on_redis(&redis, &unique_prefix("epochs"), &[]).await;
+    let (m1, _) = node.push(json!({"client_id": "c1", "message": "m1"})).await;
+    node.push(json!({"client_id": "c1", "message": "m2"})).await;
+    // Two restarts, each from a snapshot that holds everything before it: three
+    // epochs, every message still held.
+    for later in ["m3", "m4"] {
+        redis.snapshot().await;
+        redis.stop().await;
+        redis.start_again().await;
+        node.wait_healthy().await;
+        node.push(json!({"client_id": "c1", "message": later})).await;
+    }
+
+    let mut back = node.open_stream("/sse?client_id=c1", Some(&m1)).await;
+    assert_eq!(back.next().await.event, "gap");
+    for expected in ["m2", "m3", "m4"] {
+        next_is(&mut back, expected).await;
+    }
+}
+
+#[tokio::test]
 async fn a_flush_while_nodes_stay_subscribed_is_announced_too() {
     let redis = RedisServer::start().await;
     let prefix = unique_prefix("flush_live");

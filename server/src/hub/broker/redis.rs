@@ -484,7 +484,8 @@ impl BusMessage {
     }
 }
 
-/// `[epoch, head, gap, unknown, seq, frame, seq, frame, …]` from `missed.lua`.
+/// `[epoch, head, gap, unknown, rank, seq, frame, rank, seq, frame, …]` from
+/// `missed.lua`; frames are replayed by rank (their epoch's place in time), then seq.
 fn parse_missed(reply: Vec<Vec<u8>>) -> Option<Missed> {
     let mut fields = reply.into_iter();
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).ok();
@@ -493,11 +494,12 @@ fn parse_missed(reply: Vec<Vec<u8>>) -> Option<Missed> {
     let gap = text(fields.next()?)? == "1";
     let unknown = text(fields.next()?)? == "1";
     let mut frames = Vec::new();
-    while let Some(seq) = fields.next() {
-        let seq: u64 = text(seq)?.parse().ok()?;
-        frames.push((seq, Bytes::from(fields.next()?)));
+    while let Some(rank) = fields.next() {
+        let rank: u32 = text(rank)?.parse().ok()?;
+        let seq: u64 = text(fields.next()?)?.parse().ok()?;
+        frames.push(((rank, seq), Bytes::from(fields.next()?)));
     }
-    frames.sort_unstable_by_key(|(seq, _)| *seq);
+    frames.sort_unstable_by_key(|(order, _)| *order);
     let gap = if unknown { Some("unknown") } else { gap.then_some("evicted") };
     Some(Missed {
         frames: frames.into_iter().map(|(_, frame)| frame).collect(),

@@ -9,6 +9,15 @@
 -- (docs/contract.md §3.1). Redis cannot tell a complete copy from a partial one, so
 -- every such change starts an epoch; resuming across it costs a client one `gap`.
 -- `INFO server` costs about 3 µs a call (docs/reliability.md).
+--
+-- Every epoch started is appended to `<epoch key>:chain` (the last 64), so that a
+-- client resuming from an older epoch can be replayed the epochs that came after
+-- its own, in order. (The key is derived here rather than declared: Herald runs on
+-- one Redis or a primary with replicas, never Redis Cluster.)
+local function epoch_chain(epoch_key)
+  return epoch_key .. ':chain'
+end
+
 local function history_epoch(epoch_key, seq_key, fresh_epoch)
   local run_id = string.match(redis.call('INFO', 'server'), 'run_id:(%x+)')
   local held = redis.call('GET', epoch_key)
@@ -19,6 +28,8 @@ local function history_epoch(epoch_key, seq_key, fresh_epoch)
   local start = tonumber(redis.call('GET', seq_key) or '0')
   redis.call('SET', seq_key, start)
   redis.call('SET', epoch_key, fresh_epoch .. ' ' .. run_id .. ' ' .. start)
+  redis.call('RPUSH', epoch_chain(epoch_key), fresh_epoch)
+  redis.call('LTRIM', epoch_chain(epoch_key), -64, -1)
   return fresh_epoch, start
 end
 

@@ -12,19 +12,38 @@ local since = tonumber(ARGV[2])
 local unknown = 0
 -- An id from another epoch, or one this epoch has not reached (the sequence went
 -- back): a gap, then what the client's own epoch still holds after its id (messages
--- that outlived the loss keep their ids), then everything this epoch holds.
+-- that outlived the loss keep their ids), then what every later epoch holds.
 local client_seq = since
 if epoch ~= ARGV[1] or since > head or since < start then
   since = start
   unknown = 1
 end
-local own_id = 'id: ' .. epoch .. '-'
-local client_id = 'id: ' .. ARGV[1] .. '-'
-local function replayable(n, frame)
-  if string.sub(frame, 1, #own_id) == own_id then return n > since end
-  -- Another epoch's message: only the client's own epoch's, after its id.
-  return unknown == 1 and ARGV[1] ~= '' and n > client_seq
-    and string.sub(frame, 1, #client_id) == client_id
+-- Each replayed message's rank: epochs in the order they were started (the client's
+-- own first, the current one last), so the replay keeps time order across epochs.
+-- An epoch missing from the chain (lost with the writes, or long gone) cannot be
+-- placed: then only the current epoch is replayed.
+local ranks = {}
+if unknown == 1 then
+  local chain = redis.call('LRANGE', epoch_chain(KEYS[1]), 0, -1)
+  local own = nil
+  for i, name in ipairs(chain) do
+    if name == ARGV[1] then own = i end
+  end
+  if own then
+    for i = own, #chain do ranks[chain[i]] = i - own end
+  end
+end
+local current_rank = 65
+local function rank_of(n, frame)
+  local name = string.match(frame, '^id: (%w+)-')
+  if name == epoch then
+    if n > since then return current_rank end
+  elseif name == ARGV[1] then
+    if ranks[name] and n > client_seq then return ranks[name] end
+  elseif ranks[name] then
+    return ranks[name]
+  end
+  return nil
 end
 local time = redis.call('TIME')
 local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
@@ -47,10 +66,12 @@ for i = 4, #KEYS, 2 do
     for _, entry in ipairs(entries) do
       local seq, frame = string.match(entry, '^(%d+) %d+ (.*)$')
       local n = tonumber(seq)
-      if replayable(n, frame) then
+      local rank = rank_of(n, frame)
+      if rank then
         if n <= watermark then
           gap = 1
         else
+          result[#result + 1] = tostring(rank)
           result[#result + 1] = seq
           result[#result + 1] = frame
         end
