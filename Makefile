@@ -1,5 +1,5 @@
 # Herald's set-up commands. Each installs what is missing first.
-.PHONY: run test setup watch fuzz bench
+.PHONY: run test setup watch fuzz bench chaos
 
 ## Build and serve the app on http://127.0.0.1:3000 (in-memory broker).
 run:
@@ -16,6 +16,11 @@ fuzz: setup
 ## Herald against nchan with herald-bench, side by side (BENCH_SMOKE=1: seconds).
 bench: setup
 	bash scripts/bench.sh
+
+## The delivery checker: a Herald cluster on Redis with Sentinel under faults
+## (CHAOS_SECONDS, default 1200; CHAOS_SEED replays a run).
+chaos: setup
+	bash scripts/chaos.sh
 
 ## Install the tools only.
 setup:

@@ -1,7 +1,8 @@
 """Prints herald-bench results (one JSON object per line) as a side-by-side table of
 Herald and nchan, with Herald's figure over nchan's. A run repeated in rounds (the
 same label several times) shows each figure's median over the rounds and its range;
-losses are summed."""
+losses are summed. Each label is its own rows: the cluster round's ("cluster …")
+stand apart from the single node's."""
 import json
 import statistics
 import sys
@@ -48,7 +49,9 @@ def spread(results, key):
     return f"{min(values):g}–{max(values):g}" if len(values) > 1 else ""
 
 
-print(f"{'run':<26} {'figure':<24} {'herald':>12} {'nchan':>12} {'herald/nchan':>13}")
+# Wide enough for the longest label ("cluster broadcast 10000 40 4" and the like).
+width = max([26] + [len(label) for label in runs])
+print(f"{'run':<{width}} {'figure':<24} {'herald':>12} {'nchan':>12} {'herald/nchan':>13}")
 for label, by_target in runs.items():
     herald, nchan = by_target.get("herald", []), by_target.get("nchan", [])
     rounds = max(len(herald), len(nchan))
@@ -63,5 +66,9 @@ for label, by_target in runs.items():
             notes.append(f"median of {rounds} rounds; herald {spread(herald, key)}, "
                          f"nchan {spread(nchan, key)}; "
                          f"{ahead(herald, nchan, key, higher_is_better)}")
-        print(f"{label:<26} {name:<24} {h if h is not None else '-':>12} "
+        print(f"{label:<{width}} {name:<24} {h if h is not None else '-':>12} "
               f"{n if n is not None else '-':>12} {ratio:>13}  {'; '.join(notes)}")
+if any(label.startswith("cluster ") for label in runs):
+    print("cluster: two nodes on one Redis (Herald: --redis-url; nchan: nchan_redis_pass); "
+          "unicast subscribers all on node B, pushes through node A; broadcast subscribers "
+          "split over both, published through A; server CPU is both nodes' and Redis's")

@@ -24,6 +24,11 @@ with_cfg cargo test --workspace
 # The hub must stand alone, without Leptos (docs/contract.md §2).
 with_cfg cargo test -p server --no-default-features --lib
 
+# The delivery checker under faults, one minute with a fixed seed (make chaos runs
+# 20 minutes; docs/reliability.md). A failure prints the seed and the evidence.
+phase "delivery checker under faults (herald-chaos, 60 s, seed 1)"
+CHAOS_SECONDS=60 CHAOS_SEED=1 bash scripts/chaos.sh
+
 phase "cargo fuzz (${FUZZ_SECONDS:-60} s per target)"
 bash scripts/fuzz.sh
 

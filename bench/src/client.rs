@@ -1,5 +1,11 @@
 //! Raw HTTP/1 over tokio + hyper: SSE subscribers bound to a chosen source address,
 //! and a publisher on one kept-alive connection.
+//!
+//! The benchmark reads each stream whole with [`Subscribed::read`]. The delivery
+//! checker needs more control, as a browser has: it states a `Last-Event-ID`, sees
+//! refusals (a 503 while Redis fails over), reads one chunk at a time (a slow reader
+//! sleeps between reads) and may drop a connection mid-stream; [`open_stream`] and
+//! [`EventStream`] serve it.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 
@@ -53,26 +59,141 @@ impl Subscribed {
 /// Opens client `n`'s stream from `from`; ready to read once the response headers
 /// said 200.
 pub async fn subscribe(target: &Target, n: usize, from: IpAddr) -> Result<Subscribed, Error> {
-    let socket = TcpSocket::new_v4()?;
-    // Ports of an earlier run's closed connections linger in TIME_WAIT for a minute.
-    socket.set_reuseaddr(true)?;
-    socket.bind(SocketAddr::new(from, 0))?;
-    let stream = socket.connect(target.addr).await?;
-    let (mut sender, mut connection) = http1::handshake(TokioIo::new(stream)).await?;
-    let request = hyper::Request::get(target.subscribe_path(n))
-        .header(hyper::header::HOST, target.addr.to_string())
-        .header(hyper::header::ACCEPT, "text/event-stream")
-        .body(Full::new(Bytes::new()))?;
-    let response = tokio::select! {
-        response = sender.send_request(request) => response?,
-        ended = &mut connection => {
-            return Err(format!("client {n}: connection ended before the answer: {ended:?}").into());
-        }
-    };
+    let path = target.subscribe_path(n);
+    let request = StreamRequest { from: Some(from), ..StreamRequest::new(target.addr, &path) };
+    let (response, connection) = request_stream(&request).await?;
     if response.status() != hyper::StatusCode::OK {
         return Err(format!("client {n}: {}", response.status()).into());
     }
     Ok(Subscribed { connection, body: response.into_body() })
+}
+
+/// An event stream to open, as a browser's EventSource would ask for it.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamRequest<'a> {
+    pub addr: SocketAddr,
+    /// The path and query.
+    pub path: &'a str,
+    /// The local address to connect from (any, when `None`).
+    pub from: Option<IpAddr>,
+    /// Sent as the `Last-Event-ID` header.
+    pub last_event_id: Option<&'a str>,
+    /// The socket's receive buffer (`SO_RCVBUF`): a small one makes a slow reader
+    /// fall behind after little data, as a phone on a bad network does.
+    pub receive_buffer: Option<u32>,
+}
+
+impl<'a> StreamRequest<'a> {
+    pub fn new(addr: SocketAddr, path: &'a str) -> Self {
+        Self { addr, path, from: None, last_event_id: None, receive_buffer: None }
+    }
+}
+
+/// The answer to a [`StreamRequest`].
+pub enum Opened {
+    /// 200: the stream, ready to read (boxed: it holds the connection's buffers).
+    Stream(Box<EventStream>),
+    /// Any other status.
+    Refused(hyper::StatusCode),
+}
+
+/// Opens an event stream and reads the answer's head.
+pub async fn open_stream(request: &StreamRequest<'_>) -> Result<Opened, Error> {
+    let (response, connection) = request_stream(request).await?;
+    if response.status() != hyper::StatusCode::OK {
+        return Ok(Opened::Refused(response.status()));
+    }
+    let stream = EventStream { connection: Some(connection), body: response.into_body() };
+    Ok(Opened::Stream(Box::new(stream)))
+}
+
+type StreamConnection = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+
+/// Sends a GET for an event stream and waits for the answer's head.
+async fn request_stream(
+    request: &StreamRequest<'_>,
+) -> Result<(hyper::Response<Incoming>, StreamConnection), Error> {
+    let socket = TcpSocket::new_v4()?;
+    // Ports of an earlier run's closed connections linger in TIME_WAIT for a minute.
+    socket.set_reuseaddr(true)?;
+    if let Some(size) = request.receive_buffer {
+        socket.set_recv_buffer_size(size)?;
+    }
+    if let Some(from) = request.from {
+        socket.bind(SocketAddr::new(from, 0))?;
+    }
+    let stream = socket.connect(request.addr).await?;
+    let (mut sender, mut connection) = http1::handshake(TokioIo::new(stream)).await?;
+    let mut builder = hyper::Request::get(request.path)
+        .header(hyper::header::HOST, request.addr.to_string())
+        .header(hyper::header::ACCEPT, "text/event-stream");
+    if let Some(id) = request.last_event_id {
+        builder = builder.header("last-event-id", id);
+    }
+    let response = tokio::select! {
+        response = sender.send_request(builder.body(Full::new(Bytes::new()))?) => response?,
+        ended = &mut connection => {
+            return Err(format!("{}: connection ended before the answer: {ended:?}", request.path).into());
+        }
+    };
+    Ok((response, connection))
+}
+
+/// An open event stream read a chunk at a time: between two reads nothing is read
+/// from the socket, so a caller that waits is a slow reader to the server.
+pub struct EventStream {
+    /// `None` once the connection has ended; what it had received may still be read.
+    connection: Option<StreamConnection>,
+    body: Incoming,
+}
+
+impl EventStream {
+    /// The next chunk of the body; `None` once the stream has ended.
+    pub async fn chunk(&mut self) -> Option<Result<Bytes, Error>> {
+        loop {
+            let frame = match &mut self.connection {
+                Some(connection) => tokio::select! {
+                    ended = connection => Err(ended),
+                    frame = self.body.frame() => Ok(frame),
+                },
+                None => Ok(self.body.frame().await),
+            };
+            match frame {
+                Err(ended) => {
+                    self.connection = None;
+                    if let Err(error) = ended {
+                        return Some(Err(error.into()));
+                    }
+                }
+                Ok(None) => return None,
+                Ok(Some(Err(error))) => return Some(Err(error.into())),
+                Ok(Some(Ok(frame))) => {
+                    if let Ok(chunk) = frame.into_data() {
+                        return Some(Ok(chunk));
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// GETs `path` on a connection of its own: the status and the body.
+pub async fn get(addr: SocketAddr, path: &str) -> Result<(hyper::StatusCode, Bytes), Error> {
+    let stream = TcpStream::connect(addr).await?;
+    let (mut sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
+    let request = hyper::Request::get(path)
+        .header(hyper::header::HOST, addr.to_string())
+        .body(Full::new(Bytes::new()))?;
+    let exchange = async {
+        let response = sender.send_request(request).await?;
+        let status = response.status();
+        let body = response.into_body().collect().await?.to_bytes();
+        Ok::<_, Error>((status, body))
+    };
+    tokio::select! {
+        answer = exchange => answer,
+        ended = connection => Err(format!("GET {path}: connection ended: {ended:?}").into()),
+    }
 }
 
 /// Publishes over one kept-alive connection, opening a new one when the server closes
@@ -99,6 +220,20 @@ impl Publisher {
 
     /// POSTs `body` to `path` and waits for a 2xx.
     pub async fn post(&mut self, path: &str, body: String) -> Result<(), Error> {
+        let (status, body) = self.send(path, body).await?;
+        if status.is_success() {
+            Ok(())
+        } else {
+            Err(format!("publish {path}: {status} {}", String::from_utf8_lossy(&body)).into())
+        }
+    }
+
+    /// POSTs `body` to `path`: the answer's status and body, whatever the status.
+    pub async fn send(
+        &mut self,
+        path: &str,
+        body: String,
+    ) -> Result<(hyper::StatusCode, Bytes), Error> {
         if self.sender.ready().await.is_err() {
             self.sender = Self::open(self.target).await?;
         }
@@ -113,10 +248,6 @@ impl Publisher {
         let response = self.sender.send_request(request).await?;
         let status = response.status();
         let body = response.into_body().collect().await?.to_bytes();
-        if status.is_success() {
-            Ok(())
-        } else {
-            Err(format!("publish {path}: {status} {}", String::from_utf8_lossy(&body)).into())
-        }
+        Ok((status, body))
     }
 }

@@ -11,13 +11,16 @@
 //! * `broadcast N B [RATE]`: B broadcasts, back to back or paced -> deliveries per
 //!   second, time until a message reached every subscriber (p50/p99), and loss.
 //!
+//! A cluster (several nodes on one Redis) is measured the same way: give each node's
+//! `--addr` and the subscribers are spread over them in turn, with every push going
+//! through `--publish-addr`, so that messages cross from node to node.
+//!
 //! Each run prints one JSON line (for scripts) and a short human summary.
 
-mod client;
 mod measure;
 mod scenario;
-mod sse;
-mod target;
+
+use herald_bench::{client, target};
 
 use std::net::SocketAddr;
 use std::time::Duration;
@@ -28,15 +31,26 @@ use clap::{Parser, Subcommand};
 #[derive(Debug, Parser)]
 #[command(name = "herald-bench", version, about)]
 struct Cli {
-    /// The hub's address.
-    #[arg(long, default_value = "127.0.0.1:3000")]
-    addr: SocketAddr,
+    /// The hub's address; repeat (or separate by commas) for a cluster's nodes:
+    /// subscriber N connects to the (N mod count)-th.
+    #[arg(
+        long = "addr",
+        value_name = "ADDR",
+        default_value = "127.0.0.1:3000",
+        value_delimiter = ','
+    )]
+    addrs: Vec<SocketAddr>,
+    /// The node every push goes through [default: the first --addr]; need not be one
+    /// of the --addr (pushes through node A to subscribers all on node B).
+    #[arg(long)]
+    publish_addr: Option<SocketAddr>,
     /// Which hub's API to speak.
     #[arg(long, value_enum, default_value = "herald")]
     target: target::Kind,
-    /// The hub's process id, to read its memory (RSS) from /proc.
-    #[arg(long)]
-    pid: Option<u32>,
+    /// The hub's process id, to read its memory (RSS) and CPU time from /proc; repeat
+    /// (or separate by commas) for a cluster's processes: the figures are their sums.
+    #[arg(long = "pid", value_name = "PID", value_delimiter = ',')]
+    pids: Vec<u32>,
     /// Source addresses 127.0.NET.1..=127.0.NET.K to spread connections over [default: one per 5 000].
     #[arg(long)]
     sources: Option<u8>,
@@ -64,6 +78,23 @@ enum Scenario {
     Broadcast { connections: usize, broadcasts: usize, rate: Option<u32> },
 }
 
+/// Where the scenario subscribes and publishes, from the command line.
+fn setup(cli: &Cli, sources: u8) -> scenario::Setup {
+    let nodes: Vec<target::Target> =
+        cli.addrs.iter().map(|addr| target::Target::new(cli.target, *addr)).collect();
+    let publish_addr = cli.publish_addr.or_else(|| cli.addrs.first().copied());
+    // clap gives --addr a default, so there is always a first; the fallback is its value.
+    let publish_addr = publish_addr.unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 3000)));
+    scenario::Setup {
+        nodes,
+        publish: target::Target::new(cli.target, publish_addr),
+        sources,
+        source_net: cli.source_net,
+        pids: cli.pids.clone(),
+        deadline: cli.deadline,
+    }
+}
+
 fn humantime_duration(text: &str) -> Result<Duration, String> {
     humantime::parse_duration(text).map_err(|error| error.to_string())
 }
@@ -83,13 +114,7 @@ async fn main() -> std::process::ExitCode {
     let sources = cli
         .sources
         .unwrap_or_else(|| u8::try_from(connections.div_ceil(5_000)).unwrap_or(u8::MAX).max(1));
-    let setup = scenario::Setup {
-        target: target::Target::new(cli.target, cli.addr),
-        sources,
-        source_net: cli.source_net,
-        pid: cli.pid,
-        deadline: cli.deadline,
-    };
+    let setup = setup(&cli, sources);
     let run = tokio::time::timeout(cli.deadline + Duration::from_secs(30), async {
         match cli.scenario {
             Scenario::Hold { connections } => scenario::hold(&setup, connections).await,
@@ -106,6 +131,7 @@ async fn main() -> std::process::ExitCode {
         Ok(Ok(mut report)) => {
             report.insert("label".into(), cli.label.into());
             report.insert("target".into(), cli.target.name().into());
+            report.insert("nodes".into(), setup.nodes.len().into());
             println!("{}", serde_json::Value::Object(report));
             std::process::ExitCode::SUCCESS
         }

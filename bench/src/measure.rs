@@ -30,6 +30,27 @@ pub fn cpu_time(pid: u32) -> Option<Duration> {
     Some(Duration::from_millis(user.checked_add(system)?.checked_mul(TICK_MILLIS)?))
 }
 
+/// Resident memory of every process in `pids`, summed (a cluster's nodes); none when
+/// `pids` is empty or one of them cannot be read, so that a figure never silently
+/// leaves a node out.
+pub fn total_rss_bytes(pids: &[u32]) -> Option<u64> {
+    sum_over(pids, rss_bytes)
+}
+
+/// CPU time of every process in `pids`, summed: a cluster's work is done by all its
+/// nodes and its Redis, wherever the generator's requests land.
+pub fn total_cpu_time(pids: &[u32]) -> Option<Duration> {
+    sum_over(pids, cpu_time)
+}
+
+/// The sum of `read` over `pids`; none when `pids` is empty or any read fails.
+fn sum_over<T: std::iter::Sum<T>>(pids: &[u32], read: impl Fn(u32) -> Option<T>) -> Option<T> {
+    if pids.is_empty() {
+        return None;
+    }
+    pids.iter().map(|pid| read(*pid)).sum()
+}
+
 /// Memory the kernel holds for TCP sockets, in bytes (`TCP: … mem P` pages in
 /// /proc/net/sockstat): reported apart from the server's own memory.
 pub fn tcp_kernel_bytes() -> Option<u64> {
@@ -98,6 +119,17 @@ mod tests {
     fn this_machine_reports_memory() {
         assert!(rss_bytes(std::process::id()).unwrap() > 0);
         assert!(tcp_kernel_bytes().is_some());
+    }
+
+    #[test]
+    fn sums_cover_every_pid_or_none() {
+        let me = std::process::id();
+        let one = rss_bytes(me).unwrap();
+        assert!(total_rss_bytes(&[me, me]).unwrap() > one);
+        assert_eq!(total_rss_bytes(&[]), None);
+        assert_eq!(total_rss_bytes(&[me, u32::MAX]), None);
+        assert!(total_cpu_time(&[me]).is_some());
+        assert_eq!(total_cpu_time(&[]), None);
     }
 
     #[test]

@@ -19,11 +19,25 @@ pub type Report = Map<String, Value>;
 /// Where and how to run.
 #[derive(Debug)]
 pub struct Setup {
-    pub target: Target,
+    /// The hub's nodes subscribers connect to, in turn (one for a single hub): a
+    /// cluster's figures are those of messages that cross from node to node.
+    pub nodes: Vec<Target>,
+    /// The node every push goes through.
+    pub publish: Target,
     pub sources: u8,
     pub source_net: u8,
-    pub pid: Option<u32>,
+    /// The hub's processes (a cluster's nodes, and its Redis): memory and CPU are their
+    /// sums; none measured when empty.
+    pub pids: Vec<u32>,
     pub deadline: Duration,
+}
+
+impl Setup {
+    /// The node subscriber `n` connects to: round-robin, so that `broadcast` splits
+    /// its subscribers evenly over the nodes.
+    fn node(&self, n: usize) -> Target {
+        self.nodes.get(n % self.nodes.len().max(1)).copied().unwrap_or(self.publish)
+    }
 }
 
 /// Connections opened at once while connecting.
@@ -49,12 +63,12 @@ impl Streams {
 
 async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Error> {
     let started = Instant::now();
-    let target = setup.target;
     let (sources, net) = (setup.sources, setup.source_net);
     let mut opened = futures::stream::iter(0..n)
-        .map(
-            |i| async move { client::subscribe(&target, i, client::source(i, sources, net)).await },
-        )
+        .map(|i| {
+            let target = setup.node(i);
+            async move { client::subscribe(&target, i, client::source(i, sources, net)).await }
+        })
         .buffer_unordered(CONNECTING_AT_ONCE);
     let mut readers = JoinSet::new();
     while let Some(stream) = opened.next().await {
@@ -68,23 +82,23 @@ async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Er
 /// The least server CPU time a per-unit figure is given for: ten of the kernel's ticks.
 const MIN_CPU_MEASURED: Duration = Duration::from_millis(100);
 
-/// The server's CPU time from [`ServerCpu::start`] on, when its pid is known: a figure
-/// the shared machine's scheduling moves far less than a latency.
+/// The server's CPU time from [`ServerCpu::start`] on, when its pids are known: a
+/// figure the shared machine's scheduling moves far less than a latency.
 struct ServerCpu {
-    pid: Option<u32>,
+    pids: Vec<u32>,
     at_start: Option<Duration>,
 }
 
 impl ServerCpu {
-    fn start(pid: Option<u32>) -> Self {
-        Self { pid, at_start: pid.and_then(measure::cpu_time) }
+    fn start(pids: &[u32]) -> Self {
+        Self { pids: pids.to_vec(), at_start: measure::total_cpu_time(pids) }
     }
 
     /// Microseconds of server CPU per `unit` (connection, push, delivery) since the
     /// start, to a tenth; none when the server used less than [`MIN_CPU_MEASURED`]
     /// (the kernel counts in 10 ms ticks: a run of a few ticks says nothing).
     fn micros_per(&self, units: usize) -> Option<f64> {
-        let used = self.pid.and_then(measure::cpu_time)?.checked_sub(self.at_start?)?;
+        let used = measure::total_cpu_time(&self.pids)?.checked_sub(self.at_start?)?;
         if used < MIN_CPU_MEASURED {
             return None;
         }
@@ -115,14 +129,14 @@ fn per_second(count: usize, time: Duration) -> f64 {
 
 /// `hold N`: memory per idle connection and connects per second.
 pub async fn hold(setup: &Setup, n: usize) -> Result<Report, Error> {
-    let rss_before = setup.pid.and_then(measure::rss_bytes);
+    let rss_before = measure::total_rss_bytes(&setup.pids);
     let kernel_before = measure::tcp_kernel_bytes();
     let ignore: OnEvent = Arc::new(|_| {});
-    let cpu = ServerCpu::start(setup.pid);
+    let cpu = ServerCpu::start(&setup.pids);
     let streams = open(setup, n, &ignore).await?;
     let cpu_per_connect = cpu.micros_per(n);
     tokio::time::sleep(Duration::from_secs(1)).await;
-    let rss_after = setup.pid.and_then(measure::rss_bytes);
+    let rss_after = measure::total_rss_bytes(&setup.pids);
     let kernel_after = measure::tcp_kernel_bytes();
     let per_connection = |before: Option<u64>, after: Option<u64>| {
         before.zip(after).map(|(before, after)| after.saturating_sub(before) / n.max(1) as u64)
@@ -178,8 +192,8 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
         }
     });
     let streams = open(setup, n, &on_event).await?;
-    let mut publisher = Publisher::connect(setup.target).await?;
-    let cpu = ServerCpu::start(setup.pid);
+    let mut publisher = Publisher::connect(setup.publish).await?;
+    let cpu = ServerCpu::start(&setup.pids);
     let mut pick = Xorshift(0x9E37_79B9_7F4A_7C15);
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
     pace.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
@@ -190,7 +204,7 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
         }
         pace.tick().await;
         let payload = format!(r#"{{"t":{},"n":{number}}}"#, now_micros());
-        let (path, body) = setup.target.publish(Audience::Client(pick.below(n)), &payload);
+        let (path, body) = setup.publish.publish(Audience::Client(pick.below(n)), &payload);
         publisher.post(&path, body).await?;
         sent += 1;
     }
@@ -257,8 +271,8 @@ pub async fn broadcast(
         }
     });
     let streams = open(setup, n, &on_event).await?;
-    let mut publisher = Publisher::connect(setup.target).await?;
-    let cpu = ServerCpu::start(setup.pid);
+    let mut publisher = Publisher::connect(setup.publish).await?;
+    let cpu = ServerCpu::start(&setup.pids);
     let mut sent_at = Vec::with_capacity(broadcasts);
     let mut pace = rate.map(|rate| {
         let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
@@ -275,7 +289,7 @@ pub async fn broadcast(
         }
         let sent = now_micros();
         let payload = format!(r#"{{"t":{sent},"n":{number}}}"#);
-        let (path, body) = setup.target.publish(Audience::Everyone, &payload);
+        let (path, body) = setup.publish.publish(Audience::Everyone, &payload);
         publisher.post(&path, body).await?;
         sent_at.push(sent);
     }
