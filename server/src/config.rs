@@ -76,7 +76,7 @@ pub struct Config {
     pub shutdown_grace: Duration,
 
     /// Share messages, history, presence and tasks with other nodes through this Redis (redis://[USER:PASSWORD@]HOST:PORT[/DB], or rediss://… for TLS); without it, everything stays in this process.
-    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL", value_parser = redis_url, hide_env_values = true)]
+    #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL", value_parser = RedisUrlParser, hide_env_values = true)]
     pub redis_url: Option<String>,
 
     /// A PEM file of the CA that signed the Redis server's certificate, trusted instead of the system's roots (rediss:// only).
@@ -334,10 +334,35 @@ fn proxy_network(text: &str) -> Result<ipnet::IpNet, String> {
         .map_err(|_| "must be an address or a CIDR, such as 10.0.0.0/8 or ::1".to_owned())
 }
 
-fn redis_url(text: &str) -> Result<String, String> {
-    redis::Client::open(text)
-        .map(|_| text.to_owned())
-        .map_err(|error| format!("{error} (example: redis://127.0.0.1:6379/0)"))
+/// Checks a Redis URL without ever echoing it: it may hold a password, and clap's
+/// own errors quote the rejected value (into a terminal, or an orchestrator's logs).
+#[derive(Debug, Clone, Copy)]
+struct RedisUrlParser;
+
+impl clap::builder::TypedValueParser for RedisUrlParser {
+    type Value = String;
+
+    fn parse_ref(
+        &self,
+        _command: &clap::Command,
+        _argument: Option<&clap::Arg>,
+        value: &std::ffi::OsStr,
+    ) -> Result<String, clap::Error> {
+        let refuse = |why: &str| {
+            clap::Error::raw(
+                clap::error::ErrorKind::ValueValidation,
+                format!(
+                    "the Redis URL (--redis-url or HERALD_REDIS_URL; not shown, it may hold a \
+                     password) is not usable: {why} (example: redis://127.0.0.1:6379/0)\n"
+                ),
+            )
+        };
+        let text = value.to_str().ok_or_else(|| refuse("it is not UTF-8"))?;
+        match redis::Client::open(text) {
+            Ok(_) => Ok(text.to_owned()),
+            Err(error) => Err(refuse(error.detail().unwrap_or("it did not parse"))),
+        }
+    }
 }
 
 /// The certificates of a PEM file, read when the settings are parsed so that a

@@ -99,6 +99,14 @@ async fn a_ca_file_without_tls_or_without_certificates_stops_the_start() {
         .unwrap();
     assert!(!output.status.success(), "a sentinel without --redis-master is refused");
     assert!(String::from_utf8_lossy(&output.stderr).contains("--redis-master"));
+    // A URL that does not parse is refused without being echoed: it may hold a password.
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_herald"))
+        .env("HERALD_REDIS_URL", "rediss://app:s3cret-pass@127.0.0.1:notaport")
+        .output()
+        .unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("Redis URL") && !stderr.contains("s3cret"), "{stderr}");
     let _ = std::fs::remove_file(ca);
 }
 
