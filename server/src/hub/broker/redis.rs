@@ -343,8 +343,7 @@ impl RedisBroker {
             );
         }
         if before.as_ref() != Some(&now) {
-            self.job_watchers.close_all(DisconnectReason::Resync);
-            let closed = self.fanout.close_all(DisconnectReason::Resync);
+            let closed = self.close_streams_to_resume();
             if closed > 0 {
                 tracing::warn!(
                     "messages may have been missed while unsubscribed (Redis is at {now}); \
@@ -356,6 +355,13 @@ impl RedisBroker {
         Ok(())
     }
 
+    /// Closes every stream on this node, task watchers included, so that their
+    /// clients resume from history; returns how many client streams were open.
+    fn close_streams_to_resume(&self) -> usize {
+        self.job_watchers.close_all(DisconnectReason::Resync);
+        self.fanout.close_all(DisconnectReason::Resync)
+    }
+
     /// A message from a new epoch while subscribed (Redis was flushed, or lost the
     /// sequence, without dropping the subscription): the streams open here cannot
     /// tell what the old epoch lost, and their seqs start over, so they are closed
@@ -365,8 +371,7 @@ impl RedisBroker {
         if head.epoch == position.epoch {
             return;
         }
-        self.job_watchers.close_all(DisconnectReason::Resync);
-        let closed = self.fanout.close_all(DisconnectReason::Resync);
+        let closed = self.close_streams_to_resume();
         tracing::warn!(
             "the shared history started epoch {} (was {}) while subscribed: Redis lost \
              data; closed {closed} streams so that their clients resume",
