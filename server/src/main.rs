@@ -1,5 +1,6 @@
 //! The `herald` binary: parse the configuration, serve until SIGTERM or Ctrl-C.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -19,7 +20,8 @@ async fn main() -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
-            eprintln!("herald: {error}");
+            // Not `eprintln!`: it panics when stderr is closed.
+            let _ = writeln!(std::io::stderr(), "herald: {error}");
             ExitCode::FAILURE
         }
     }
@@ -51,6 +53,11 @@ async fn run(config: Config) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .with_ansi(colour)
+        // By default a line that cannot be written is reported with `eprintln!`, which
+        // panics when stderr is gone (a log collector that died, `herald | head`): the
+        // task that logged would die with it — a connection, or the one that stops the
+        // server on SIGTERM. A server with nowhere to log keeps serving.
+        .log_internal_errors(false)
         .init();
     let addr = config.listen_addr();
     let listener =

@@ -13,16 +13,18 @@ use crate::state::AppState;
 const OUTPUT_NAME: &str = "herald";
 
 /// The Leptos options: cargo-leptos' `LEPTOS_*` variables where set (`LEPTOS_SITE_ROOT`
-/// says where the built site is), with the output name fixed so that a binary built
-/// by plain `cargo build` serves the same bundle names.
+/// says where the built site is), over defaults that name the bundles `herald`, so that
+/// a binary built by plain `cargo build` serves the same bundle names.
+///
+/// Read through `get_config_from_str` rather than `get_configuration(None)`: the latter,
+/// in a binary built without cargo-leptos, prints a warning with `eprintln!`, which
+/// panics when stderr is closed.
 pub fn leptos_options(listen: SocketAddr) -> LeptosOptions {
-    let mut options = match leptos::config::get_configuration(None) {
-        Ok(conf) => conf.leptos_options,
-        Err(error) => {
-            tracing::warn!("ignoring invalid LEPTOS_* settings: {error}");
-            LeptosOptions::builder().output_name(OUTPUT_NAME).site_root("target/site").build()
-        }
-    };
+    let defaults = format!("[package.metadata.leptos]\noutput-name = \"{OUTPUT_NAME}\"\n");
+    let mut options = leptos::config::get_config_from_str(&defaults).unwrap_or_else(|error| {
+        tracing::warn!("ignoring invalid LEPTOS_* settings: {error}");
+        LeptosOptions::builder().output_name(OUTPUT_NAME).site_root("target/site").build()
+    });
     if options.output_name.is_empty() {
         options.output_name = OUTPUT_NAME.into();
     }

@@ -41,3 +41,19 @@ async fn the_grace_period_bounds_a_client_that_never_reads() {
     assert!(status.expect("herald exits after the grace period").success());
     drop(stalled);
 }
+
+#[tokio::test]
+async fn a_node_whose_log_reader_went_away_keeps_serving_and_still_stops_on_sigterm() {
+    let mut node = Node::start(&["--shutdown-grace", "5s"]).await;
+    node.close_log().await;
+    // Connections, pushes and the shutdown all log; none of it may take the node down.
+    let mut stream = node.subscribe("client_id=a").await;
+    node.push(json!({"client_id": "a", "message": "still here"})).await;
+    assert_eq!(stream.next_data().await, "still here");
+
+    node.terminate();
+    stream.expect_end().await;
+    let status = tokio::time::timeout(Duration::from_secs(8), node.wait()).await;
+    let status = status.expect("herald exits on SIGTERM with nowhere to log");
+    assert!(status.success(), "{status:?}");
+}

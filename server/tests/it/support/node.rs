@@ -15,6 +15,8 @@ pub struct Node {
     child: Child,
     api: Api,
     log: Arc<Mutex<String>>,
+    /// Reads the node's stderr into `log`; aborting it closes the pipe.
+    log_reader: tokio::task::JoinHandle<()>,
 }
 
 impl Node {
@@ -40,7 +42,7 @@ impl Node {
         })
         .await
         .expect("herald listens");
-        tokio::spawn({
+        let log_reader = tokio::spawn({
             let log = log.clone();
             async move {
                 while let Ok(Some(line)) = lines.next_line().await {
@@ -50,7 +52,7 @@ impl Node {
                 }
             }
         });
-        Self { child, api: Api::new(base), log }
+        Self { child, api: Api::new(base), log, log_reader }
     }
 
     /// A node of the cluster on `redis` under `prefix`, ready to take pushes.
@@ -93,6 +95,13 @@ impl Node {
     /// Whether the process is still running.
     pub fn is_running(&mut self) -> bool {
         matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Stops reading the node's stderr and closes the pipe, as a log collector that
+    /// went away (or `herald … | head`) leaves it: every later log line fails to write.
+    pub async fn close_log(&mut self) {
+        self.log_reader.abort();
+        let _ = (&mut self.log_reader).await;
     }
 
     /// Everything the node logged since it listened.
