@@ -62,7 +62,7 @@ async fn node(redis: Option<&Redis>, name: &str, queue_capacity: usize) -> Hub {
     };
     let hub =
         Hub::new(HubOptions { queue_capacity, broker, ..HubOptions::default() }).expect("a hub");
-    while hub.health().await.status != "ok" {
+    while hub.health().await.status != herald::hub::HealthStatus::Ok {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     hub

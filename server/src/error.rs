@@ -12,9 +12,9 @@ use axum::response::{IntoResponse, Response};
 use serde_json::json;
 
 use crate::auth::TokenRefusal;
-use crate::hub::HubError;
 use crate::hub::jobs::JobError;
 use crate::hub::types::InvalidValue;
+use crate::hub::{HubError, Unavailable};
 
 /// Everything the API can answer with other than success.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,8 +39,9 @@ pub enum ApiError {
     TooManyRequests(String),
     /// 503: the node is shutting down.
     ShuttingDown,
-    /// 503: the broker the node depends on cannot be reached.
-    Unavailable(String),
+    /// 503: the broker the node depends on cannot be reached. The answer says so
+    /// without the cause; the cause goes to the log (see [`HiddenCause`]).
+    Unavailable(Unavailable),
     /// A request the connection refused for its framing, body or expectations
     /// (400, 408, 413, 417; see [`crate::net::Refusal`]).
     Refused(StatusCode, String),
@@ -97,8 +98,8 @@ impl std::fmt::Display for ApiError {
             | Self::UnsupportedMediaType(text)
             | Self::TooManyRequests(text)
             | Self::MethodNotAllowed(text)
-            | Self::Unavailable(text)
             | Self::Refused(_, text) => f.write_str(text),
+            Self::Unavailable(unavailable) => unavailable.fmt(f),
             Self::ShuttingDown => HubError::ShuttingDown.fmt(f),
         }
     }
@@ -110,15 +111,27 @@ impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         let mut response =
             (self.status(), Json(json!({"error": self.to_string()}))).into_response();
-        if matches!(self, Self::Unauthorized(_)) {
-            response.headers_mut().insert(
-                axum::http::header::WWW_AUTHENTICATE,
-                axum::http::HeaderValue::from_static("Bearer realm=\"herald\""),
-            );
+        match self {
+            Self::Unauthorized(_) => {
+                response.headers_mut().insert(
+                    axum::http::header::WWW_AUTHENTICATE,
+                    axum::http::HeaderValue::from_static("Bearer realm=\"herald\""),
+                );
+            }
+            Self::Unavailable(unavailable) if unavailable.hides_cause() => {
+                response.extensions_mut().insert(HiddenCause(unavailable.cause().to_owned()));
+            }
+            _ => {}
         }
         response
     }
 }
+
+/// What went wrong behind a 5xx answer that does not say it (an OS error, a Redis
+/// script error): carried on the response for the API's middleware, which logs it
+/// with the request's method and path.
+#[derive(Debug, Clone)]
+pub struct HiddenCause(pub String);
 
 impl From<&crate::net::Refusal> for ApiError {
     fn from(refusal: &crate::net::Refusal) -> Self {
@@ -180,7 +193,7 @@ impl From<HubError> for ApiError {
     fn from(error: HubError) -> Self {
         match error {
             HubError::ShuttingDown => Self::ShuttingDown,
-            HubError::Unavailable(_) => Self::Unavailable(error.to_string()),
+            HubError::Unavailable(unavailable) => Self::Unavailable(unavailable),
         }
     }
 }
@@ -204,7 +217,7 @@ impl From<JobError> for ApiError {
             JobError::StepOutOfRange { .. } => Self::BadRequest(text),
             JobError::TooMany => Self::TooManyRequests(text),
             JobError::ShuttingDown => Self::ShuttingDown,
-            JobError::Unavailable(_) => Self::Unavailable(text),
+            JobError::Unavailable(unavailable) => Self::Unavailable(unavailable),
         }
     }
 }

@@ -1,31 +1,51 @@
-//! Counters and gauges that describe what the hub is doing, rendered in the
-//! Prometheus text format for `GET /metrics`.
+//! Counters, gauges and histograms that describe what the node is doing, for
+//! `GET /metrics` in the OpenMetrics text format (`prometheus-client`), with the
+//! process metrics operators look for first ([`process`]).
 //!
-//! Plain atomics, updated with `Relaxed` ordering: each number is independent and a
-//! scrape only needs every value to be recent, not a consistent snapshot across them.
+//! Every labelled series is resolved once, when the metrics are made, and kept in an
+//! array indexed by the label's enum: counting on the hot path is one atomic add,
+//! never a lookup in a label map.
 
-use std::fmt::Write;
-use std::sync::atomic::{AtomicI64, AtomicU64, Ordering::Relaxed};
+mod process;
+
 use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
 
 use crate::hub::types::{DisconnectReason, TargetKind};
 
+/// The content type of [`Metrics::render`]'s text.
+pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
 /// All of Herald's metrics. One instance per hub, shared by reference.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub struct Metrics {
-    connections: AtomicI64,
-    connections_opened: AtomicU64,
-    published: [AtomicU64; TargetKind::ALL.len()],
-    deliveries: AtomicU64,
-    disconnects: [AtomicU64; DisconnectReason::ALL.len()],
-    jobs_created: AtomicU64,
-    jobs_finished: AtomicU64,
-    replays: AtomicU64,
-    replayed_messages: AtomicU64,
-    gaps: AtomicU64,
+    registry: Registry,
+    connections: Gauge,
+    connections_opened: Counter,
+    published: [Counter; TargetKind::ALL.len()],
+    deliveries: Counter,
+    disconnects: [Counter; DisconnectReason::ALL.len()],
+    jobs_created: Counter,
+    jobs_finished: Counter,
+    replays: Counter,
+    replayed_messages: Counter,
+    gaps: Counter,
     publish_seconds: Histogram,
-    limited: [AtomicU64; Limit::ALL.len()],
-    redis_primary_changes: AtomicU64,
+    limited: [Counter; Limit::ALL.len()],
+    redis_primary_changes: Counter,
+    redis_reconnects: Counter,
+    redis_round_trip_seconds: Histogram,
+    /// Read from the hub's state at each scrape ([`Gauges`]).
+    clients: Gauge,
+    history_messages: Gauge,
+    history_bytes: Gauge,
+    jobs: Gauge,
 }
 
 /// A limit a request ran into.
@@ -100,181 +120,251 @@ pub struct Gauges {
 const PUBLISH_BUCKETS: [f64; 10] =
     [0.000_01, 0.000_025, 0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.01, 0.1];
 
-/// A fixed-bucket histogram of durations.
-#[derive(Debug, Default)]
-struct Histogram {
-    buckets: [AtomicU64; PUBLISH_BUCKETS.len()],
-    count: AtomicU64,
-    sum_nanos: AtomicU64,
+/// Upper bounds of the Redis round-trip buckets, in seconds: a loopback script takes
+/// tens of microseconds, a remote one a millisecond or more, one that waits for a
+/// replica (`WAIT`) up to its second.
+const REDIS_BUCKETS: [f64; 12] =
+    [0.000_05, 0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.1, 0.25, 1.0];
+
+/// One counter per value of a label, registered as one family.
+fn labelled<const N: usize, T: Copy>(
+    registry: &mut Registry,
+    name: &str,
+    help: &str,
+    label: &'static str,
+    values: [T; N],
+    value_name: impl Fn(T) -> &'static str,
+) -> [Counter; N] {
+    let family = Family::<[(&'static str, &'static str); 1], Counter>::default();
+    registry.register(name, help, family.clone());
+    values.map(|value| family.get_or_create_owned(&[(label, value_name(value))]))
 }
 
-impl Histogram {
-    fn observe(&self, elapsed: Duration) {
-        let seconds = elapsed.as_secs_f64();
-        if let Some(bucket) = PUBLISH_BUCKETS.iter().position(|bound| seconds <= *bound) {
-            self.buckets[bucket].fetch_add(1, Relaxed);
-        }
-        self.count.fetch_add(1, Relaxed);
-        let nanos = u64::try_from(elapsed.as_nanos()).unwrap_or(u64::MAX);
-        self.sum_nanos.fetch_add(nanos, Relaxed);
-    }
+/// A metric registered under `name`, returned for counting.
+fn registered<M>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M
+where
+    M: prometheus_client::registry::Metric + Clone,
+{
+    registry.register(name, help, metric.clone());
+    metric
+}
 
-    fn render(&self, out: &mut String, name: &str) {
-        let mut cumulative = 0;
-        for (bound, bucket) in PUBLISH_BUCKETS.iter().zip(&self.buckets) {
-            cumulative += bucket.load(Relaxed);
-            sample(out, &format!("{name}_bucket"), &format!("le=\"{bound}\""), cumulative);
+impl Default for Metrics {
+    /// Every metric at zero, registered under the names the README lists (counters
+    /// get their `_total` suffix from the encoder).
+    fn default() -> Self {
+        let mut registry = Registry::default();
+        let r = &mut registry;
+        let gauge = Gauge::default;
+        let counter = Counter::default;
+        let connections = registered(r, "herald_connections", "Open event streams.", gauge());
+        let clients = registered(r, "herald_clients", "Distinct client ids connected.", gauge());
+        let history_messages = registered(
+            r,
+            "herald_history_messages",
+            "Messages held in history for resuming clients.",
+            gauge(),
+        );
+        let history_bytes = registered(
+            r,
+            "herald_history_bytes",
+            "Bytes of encoded messages held in history.",
+            gauge(),
+        );
+        let jobs = registered(r, "herald_jobs", "Tasks held, running and finished.", gauge());
+        let replays =
+            registered(r, "herald_replays", "Streams opened with a Last-Event-ID.", counter());
+        let replayed_messages = registered(
+            r,
+            "herald_replayed_messages",
+            "Messages sent from history to resuming streams.",
+            counter(),
+        );
+        let gaps = registered(
+            r,
+            "herald_gaps",
+            "Resumes that could not replay everything missed.",
+            counter(),
+        );
+        let publish_seconds = registered(
+            r,
+            "herald_publish_duration_seconds",
+            "Time to store and fan out one message.",
+            Histogram::new(PUBLISH_BUCKETS),
+        );
+        let connections_opened = registered(
+            r,
+            "herald_connections_opened",
+            "Event streams opened since start.",
+            counter(),
+        );
+        let published = labelled(
+            r,
+            "herald_messages_published",
+            "Messages accepted, by target kind.",
+            "target",
+            TargetKind::ALL,
+            TargetKind::name,
+        );
+        let deliveries =
+            registered(r, "herald_deliveries", "Messages queued on a connection.", counter());
+        let disconnects = labelled(
+            r,
+            "herald_disconnects",
+            "Event streams ended, by reason.",
+            "reason",
+            DisconnectReason::ALL,
+            DisconnectReason::name,
+        );
+        let jobs_created = registered(r, "herald_jobs_created", "Tasks created.", counter());
+        let jobs_finished = registered(
+            r,
+            "herald_jobs_finished",
+            "Tasks that ended with a result or an error.",
+            counter(),
+        );
+        let limited = labelled(
+            r,
+            "herald_limited",
+            "Requests refused by a limit, by limit.",
+            "limit",
+            Limit::ALL,
+            Limit::name,
+        );
+        let redis_primary_changes = registered(
+            r,
+            "herald_redis_primary_changes",
+            "Redis failovers this node followed (Sentinel).",
+            counter(),
+        );
+        let redis_reconnects = registered(
+            r,
+            "herald_redis_reconnects",
+            "Times this node subscribed to the Redis bus again after losing it.",
+            counter(),
+        );
+        let redis_round_trip_seconds = registered(
+            r,
+            "herald_redis_round_trip_seconds",
+            "Time from sending a push's or a replay's script to Redis to its answer.",
+            Histogram::new(REDIS_BUCKETS),
+        );
+        registry.register_collector(Box::new(process::ProcessCollector));
+        Self {
+            registry,
+            connections,
+            connections_opened,
+            published,
+            deliveries,
+            disconnects,
+            jobs_created,
+            jobs_finished,
+            replays,
+            replayed_messages,
+            gaps,
+            publish_seconds,
+            limited,
+            redis_primary_changes,
+            redis_reconnects,
+            redis_round_trip_seconds,
+            clients,
+            history_messages,
+            history_bytes,
+            jobs,
         }
-        let count = self.count.load(Relaxed);
-        sample(out, &format!("{name}_bucket"), "le=\"+Inf\"", count);
-        let sum = self.sum_nanos.load(Relaxed) as f64 / 1e9;
-        sample(out, &format!("{name}_sum"), "", sum);
-        sample(out, &format!("{name}_count"), "", count);
     }
 }
 
 impl Metrics {
     pub(crate) fn connection_opened(&self) {
-        self.connections.fetch_add(1, Relaxed);
-        self.connections_opened.fetch_add(1, Relaxed);
+        self.connections.inc();
+        self.connections_opened.inc();
     }
 
     pub(crate) fn connection_closed(&self, reason: DisconnectReason) {
-        self.connections.fetch_sub(1, Relaxed);
-        self.disconnects[reason as usize].fetch_add(1, Relaxed);
+        self.connections.dec();
+        self.disconnects[reason as usize].inc();
     }
 
     pub(crate) fn published(&self, kind: TargetKind) {
-        self.published[kind as usize].fetch_add(1, Relaxed);
+        self.published[kind as usize].inc();
     }
 
     /// Frames queued on this node's connections (whichever node accepted the push).
     pub(crate) fn delivered(&self, connections: usize) {
-        self.deliveries.fetch_add(connections as u64, Relaxed);
+        self.deliveries.inc_by(connections as u64);
     }
 
     pub(crate) fn publish_took(&self, elapsed: Duration) {
-        self.publish_seconds.observe(elapsed);
+        self.publish_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn replayed(&self, messages: usize, gap: bool) {
-        self.replays.fetch_add(1, Relaxed);
-        self.replayed_messages.fetch_add(messages as u64, Relaxed);
+        self.replays.inc();
+        self.replayed_messages.inc_by(messages as u64);
         if gap {
-            self.gaps.fetch_add(1, Relaxed);
+            self.gaps.inc();
         }
     }
 
     /// A request refused by `limit`.
     pub fn limited(&self, limit: Limit) {
-        self.limited[limit as usize].fetch_add(1, Relaxed);
+        self.limited[limit as usize].inc();
     }
 
     /// Requests refused by `limit` since start.
     pub fn times_limited(&self, limit: Limit) -> u64 {
-        self.limited[limit as usize].load(Relaxed)
+        self.limited[limit as usize].get()
     }
 
     /// Sentinel named a new Redis primary and this node followed it.
     pub(crate) fn redis_primary_changed(&self) {
-        self.redis_primary_changes.fetch_add(1, Relaxed);
+        self.redis_primary_changes.inc();
+    }
+
+    /// The Redis subscription was lost: this node reconnects.
+    pub(crate) fn redis_reconnecting(&self) {
+        self.redis_reconnects.inc();
+    }
+
+    /// One script sent to Redis was answered after `elapsed`.
+    pub(crate) fn redis_round_trip(&self, elapsed: Duration) {
+        self.redis_round_trip_seconds.observe(elapsed.as_secs_f64());
     }
 
     pub(crate) fn job_created(&self) {
-        self.jobs_created.fetch_add(1, Relaxed);
+        self.jobs_created.inc();
     }
 
     pub(crate) fn job_finished(&self) {
-        self.jobs_finished.fetch_add(1, Relaxed);
+        self.jobs_finished.inc();
     }
 
     /// Open streams right now (client and task streams).
     pub fn open_connections(&self) -> i64 {
-        self.connections.load(Relaxed)
+        self.connections.get()
     }
 
     /// How many streams have ended for `reason` since start.
     pub fn disconnects(&self, reason: DisconnectReason) -> u64 {
-        self.disconnects[reason as usize].load(Relaxed)
+        self.disconnects[reason as usize].get()
     }
 
     /// Gap events sent since start.
     pub fn gaps(&self) -> u64 {
-        self.gaps.load(Relaxed)
+        self.gaps.get()
     }
 
-    /// The metrics, with `gauges`, in the Prometheus text exposition format (0.0.4).
+    /// The metrics, with `gauges`, in the OpenMetrics text format ([`CONTENT_TYPE`]).
     pub fn render(&self, gauges: &Gauges) -> String {
-        let mut out = String::with_capacity(4096);
-        header(&mut out, "herald_connections", "gauge", "Open event streams.");
-        sample(&mut out, "herald_connections", "", self.connections.load(Relaxed));
-        header(&mut out, "herald_clients", "gauge", "Distinct client ids connected.");
-        sample(&mut out, "herald_clients", "", gauges.clients);
-        let held = "herald_history_messages";
-        header(&mut out, held, "gauge", "Messages held in history for resuming clients.");
-        sample(&mut out, held, "", gauges.history_messages);
-        let bytes = "herald_history_bytes";
-        header(&mut out, bytes, "gauge", "Bytes of encoded messages held in history.");
-        sample(&mut out, bytes, "", gauges.history_bytes);
-        header(&mut out, "herald_jobs", "gauge", "Tasks held, running and finished.");
-        sample(&mut out, "herald_jobs", "", gauges.jobs);
-        let replays = "herald_replays_total";
-        header(&mut out, replays, "counter", "Streams opened with a Last-Event-ID.");
-        sample(&mut out, replays, "", self.replays.load(Relaxed));
-        let replayed = "herald_replayed_messages_total";
-        header(&mut out, replayed, "counter", "Messages sent from history to resuming streams.");
-        sample(&mut out, replayed, "", self.replayed_messages.load(Relaxed));
-        let gaps = "herald_gaps_total";
-        header(&mut out, gaps, "counter", "Resumes that could not replay everything missed.");
-        sample(&mut out, gaps, "", self.gaps.load(Relaxed));
-        let publish = "herald_publish_duration_seconds";
-        header(&mut out, publish, "histogram", "Time to store and fan out one message.");
-        self.publish_seconds.render(&mut out, publish);
-        let opened = "herald_connections_opened_total";
-        header(&mut out, opened, "counter", "Event streams opened since start.");
-        sample(&mut out, opened, "", self.connections_opened.load(Relaxed));
-        let published = "herald_messages_published_total";
-        header(&mut out, published, "counter", "Messages accepted, by target kind.");
-        for kind in TargetKind::ALL {
-            let label = format!("target=\"{}\"", kind.name());
-            sample(&mut out, published, &label, self.published[kind as usize].load(Relaxed));
-        }
-        let deliveries = "herald_deliveries_total";
-        header(&mut out, deliveries, "counter", "Messages queued on a connection.");
-        sample(&mut out, deliveries, "", self.deliveries.load(Relaxed));
-        let disconnects = "herald_disconnects_total";
-        header(&mut out, disconnects, "counter", "Event streams ended, by reason.");
-        for reason in DisconnectReason::ALL {
-            let label = format!("reason=\"{}\"", reason.name());
-            sample(&mut out, disconnects, &label, self.disconnects(reason));
-        }
-        let created = "herald_jobs_created_total";
-        header(&mut out, created, "counter", "Tasks created.");
-        sample(&mut out, created, "", self.jobs_created.load(Relaxed));
-        let finished = "herald_jobs_finished_total";
-        header(&mut out, finished, "counter", "Tasks that ended with a result or an error.");
-        sample(&mut out, finished, "", self.jobs_finished.load(Relaxed));
-        let limited = "herald_limited_total";
-        header(&mut out, limited, "counter", "Requests refused by a limit, by limit.");
-        for limit in Limit::ALL {
-            let label = format!("limit=\"{}\"", limit.name());
-            sample(&mut out, limited, &label, self.times_limited(limit));
-        }
-        let moved = "herald_redis_primary_changes_total";
-        header(&mut out, moved, "counter", "Redis failovers this node followed (Sentinel).");
-        sample(&mut out, moved, "", self.redis_primary_changes.load(Relaxed));
+        let count = |value: usize| i64::try_from(value).unwrap_or(i64::MAX);
+        self.clients.set(count(gauges.clients));
+        self.history_messages.set(count(gauges.history_messages));
+        self.history_bytes.set(count(gauges.history_bytes));
+        self.jobs.set(count(gauges.jobs));
+        let mut out = String::with_capacity(8192);
+        // Writing to a String cannot fail.
+        let _ = encode(&mut out, &self.registry);
         out
-    }
-}
-
-fn header(out: &mut String, name: &str, kind: &str, help: &str) {
-    let _ = writeln!(out, "# HELP {name} {help}\n# TYPE {name} {kind}");
-}
-
-fn sample(out: &mut String, name: &str, labels: &str, value: impl std::fmt::Display) {
-    if labels.is_empty() {
-        let _ = writeln!(out, "{name} {value}");
-    } else {
-        let _ = writeln!(out, "{name}{{{labels}}} {value}");
     }
 }

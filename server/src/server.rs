@@ -37,20 +37,28 @@ pub async fn serve(
         max_body_bytes: state.config.max_body_bytes as usize,
     };
     let app = router(state);
-    let stop_hub = hub.clone();
-    tokio::spawn(async move {
-        shutdown.await;
-        tracing::info!("shutting down: ending streams, refusing new requests");
-        stop_hub.shutdown();
-    });
-    let server = crate::net::serve(listener, guards, hub.metrics_handle(), app, {
-        let hub = hub.clone();
-        async move { hub.shutting_down().await }
-    });
-    tokio::select! {
-        () = server => {}
-        () = grace_elapsed(&hub, grace) => {
-            tracing::warn!("shutdown grace period of {} elapsed; exiting", humantime::format_duration(grace));
+    // One token stops everything: the hub (streams end, nothing new is taken), the
+    // listener and every connection once its response is over.
+    let stop = hub.stop_token();
+    let server = crate::net::serve(listener, guards, hub.metrics_handle(), app, stop.clone());
+    tokio::pin!(server);
+    let served_out = tokio::select! {
+        () = &mut server => true,
+        () = shutdown => {
+            tracing::info!("shutting down: ending streams, refusing new requests");
+            hub.shutdown();
+            false
+        }
+        // Shut down by other means (the hub's owner called `Hub::shutdown`).
+        () = stop.cancelled() => false,
+    };
+    if !served_out {
+        tokio::select! {
+            () = server => {}
+            () = tokio::time::sleep(grace) => {
+                let grace = humantime::format_duration(grace);
+                tracing::warn!("shutdown grace period of {grace} elapsed; exiting");
+            }
         }
     }
     if tokio::time::timeout(LEAVE_TIMEOUT, hub.leave()).await.is_err() {
@@ -60,8 +68,3 @@ pub async fn serve(
 
 /// How long leaving the cluster may take on the way out.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
-
-async fn grace_elapsed(hub: &crate::Hub, grace: Duration) {
-    hub.shutting_down().await;
-    tokio::time::sleep(grace).await;
-}

@@ -84,6 +84,17 @@ pub fn position_marker(id: &str) -> Bytes {
     encode_event(Some(id), Some(POSITION_EVENT), "")
 }
 
+/// The event that announces messages a resuming client can no longer be sent.
+pub const GAP_EVENT: &str = "gap";
+
+/// The first frame of a replay that cannot cover everything after `last_event_id`:
+/// a [`GAP_EVENT`] whose data names the id and why (`evicted` or `unknown`), so the
+/// page can reload what it shows.
+pub fn gap(last_event_id: &str, reason: &str) -> Bytes {
+    let data = serde_json::json!({"last_event_id": last_event_id, "reason": reason});
+    encode_event(None, Some(GAP_EVENT), &data.to_string())
+}
+
 /// The event type that tells a page its subscriber token expired.
 pub const TOKEN_EXPIRED_EVENT: &str = "herald.token-expired";
 

@@ -5,7 +5,9 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header;
 use serde::de::DeserializeOwned;
 
+use crate::auth::Refusal;
 use crate::error::ApiError;
+use crate::limits::Publisher;
 use crate::state::AppState;
 
 /// A JSON body.
@@ -128,6 +130,37 @@ pub(super) struct ApiQuery<T>(pub T);
 #[derive(Debug, FromRequestParts)]
 #[from_request(via(axum::extract::Path), rejection(ApiError))]
 pub(super) struct ApiPath<T>(pub T);
+
+/// A request from a publisher: with publish keys configured, one of them was given
+/// (`Authorization: Bearer KEY`); refused 401 without a key, 403 with another. Every
+/// route that writes (pushes, task updates, disconnects) or lists who is connected
+/// takes one, so the route table says which routes need a key. Holds the publisher,
+/// as the push rate counts it: its key, or its address when no keys are configured.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Publishing(pub Publisher);
+
+impl FromRequestParts<AppState> for Publishing {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &AppState,
+    ) -> Result<Self, ApiError> {
+        match state.publish_keys.check(&parts.headers) {
+            Ok(Some(key)) => Ok(Self(Publisher::Key(key))),
+            Ok(None) => {
+                let Ok(Peer(address)) = Peer::from_request_parts(parts, state).await;
+                Ok(Self(Publisher::Address(address)))
+            }
+            Err(Refusal::Missing) => Err(ApiError::Unauthorized(
+                "a publish key is required: send Authorization: Bearer <key>".to_owned(),
+            )),
+            Err(Refusal::Wrong) => {
+                Err(ApiError::Forbidden("this publish key is not accepted".to_owned()))
+            }
+        }
+    }
+}
 
 /// The address of the client the request comes from: the connection's peer, or,
 /// from a trusted proxy, the client it names (see [`crate::forwarded`]). Unspecified

@@ -10,12 +10,13 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::extract::{ApiJson, ApiPath, ApiQuery, Peer};
+use super::extract::{ApiJson, ApiPath, ApiQuery, Peer, Publishing};
 use super::resume::{QueryPosition, resume_from};
 use super::{admit, event_stream_response};
 use crate::auth::{Claims, TokenRefusal};
 use crate::error::ApiError;
-use crate::hub::jobs::{JobSnapshot, Outcome, Watch};
+use crate::hub::jobs::{JobError, JobSnapshot, Outcome, Watch};
+use crate::hub::types::JobId;
 use crate::state::AppState;
 
 /// Longest task title, in bytes.
@@ -86,16 +87,22 @@ struct EventsQuery {
     token: Option<String>,
 }
 
+/// The task id in the path. One that could not name a task (not letters and digits)
+/// is answered like an unknown one: 404.
+fn task_id(raw: &str) -> Result<JobId, ApiError> {
+    raw.parse().map_err(|_| JobError::NotFound.into())
+}
+
 /// With subscriber tokens on, a task's state and stream need a token that names it.
 fn authorize_watcher(
     state: &AppState,
     headers: &HeaderMap,
     query_token: Option<&str>,
-    id: &str,
+    id: &JobId,
 ) -> Result<Option<Claims>, ApiError> {
     let Some(auth) = &state.subscribers else { return Ok(None) };
     let claims = auth.authenticate(headers, query_token)?;
-    if !claims.allows_job(id) {
+    if !claims.allows_job(id.as_str()) {
         return Err(TokenRefusal::JobNotAllowed.into());
     }
     Ok(Some(claims))
@@ -103,6 +110,7 @@ fn authorize_watcher(
 
 async fn create(
     State(state): State<AppState>,
+    _: Publishing,
     ApiJson(request): ApiJson<CreateRequest>,
 ) -> Result<Response, ApiError> {
     if request.title.len() > MAX_TITLE_BYTES {
@@ -117,6 +125,7 @@ async fn create(
 
 async fn demo(
     State(state): State<AppState>,
+    _: Publishing,
     ApiJson(request): ApiJson<DemoRequest>,
 ) -> Result<Response, ApiError> {
     if !(1..=MAX_DEMO_STEPS).contains(&request.steps) {
@@ -136,7 +145,7 @@ async fn demo(
 }
 
 /// `201 Created` with where the task and its event stream live.
-fn created(id: &str) -> Response {
+fn created(id: &JobId) -> Response {
     let location = format!("/jobs/{id}");
     let body = json!({"id": id, "events": format!("{location}/events")});
     (StatusCode::CREATED, [(header::LOCATION, location)], Json(body)).into_response()
@@ -148,15 +157,18 @@ async fn snapshot(
     ApiQuery(query): ApiQuery<EventsQuery>,
     headers: HeaderMap,
 ) -> Result<Json<JobSnapshot>, ApiError> {
+    let id = task_id(&id)?;
     authorize_watcher(&state, &headers, query.token.as_deref(), &id)?;
     Ok(Json(state.hub.jobs().snapshot(&id).await?))
 }
 
 async fn progress(
     State(state): State<AppState>,
+    _: Publishing,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<ProgressRequest>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
+    let id = task_id(&id)?;
     let limit = state.config.max_message_bytes as usize;
     if request.message.as_ref().is_some_and(|message| message.len() > limit) {
         return Err(ApiError::PayloadTooLarge(format!("message must be at most {limit} bytes")));
@@ -168,9 +180,11 @@ async fn progress(
 
 async fn finish(
     State(state): State<AppState>,
+    _: Publishing,
     ApiPath(id): ApiPath<String>,
     ApiJson(request): ApiJson<FinishRequest>,
 ) -> Result<Json<JobSnapshot>, ApiError> {
+    let id = task_id(&id)?;
     let outcome = match request {
         FinishRequest { result: Some(_), error: Some(_) } => {
             return Err(ApiError::BadRequest("give either result or error, not both".to_owned()));
@@ -202,6 +216,7 @@ async fn events(
     Peer(address): Peer,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let id = task_id(&id)?;
     let claims = authorize_watcher(&state, &headers, query.token.as_deref(), &id)?;
     let expires_in =
         state.subscribers.as_ref().zip(claims).map(|(auth, claims)| auth.expires_in(&claims));

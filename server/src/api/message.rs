@@ -1,16 +1,17 @@
 //! A push's `message` field: a string is sent as it is; any other JSON value is sent
 //! as its compact JSON text (docs/contract.md §3.2).
 //!
-//! The compact text is written while the request is parsed, value by value, instead
-//! of building a `serde_json::Value` tree and serializing it again: a push is mostly
-//! parsing, and the tree cost an allocation per object, per key and per string.
-//! Scalars are written by `serde_json` itself, so the text is the same as
-//! `Value::to_string` gives, in the order the fields came (a key repeated in one
-//! object is kept twice, where a tree would keep the last).
+//! The compact text is written while the request is parsed, value by value
+//! (`serde-transcode` feeds the parser's events to `serde_json`'s writer), instead of
+//! building a `serde_json::Value` tree and serializing it again: a push is mostly
+//! parsing, and the tree cost an allocation per object, per key and per string. The
+//! text is the same as `Value::to_string` gives, in the order the fields came (a key
+//! repeated in one object is kept twice, where a tree would keep the last).
 
 use std::fmt;
 
-use serde::de::{self, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde::de::value::{MapAccessDeserializer, SeqAccessDeserializer};
+use serde::de::{self, Deserializer, MapAccess, SeqAccess, Visitor};
 
 use crate::hub::types::Payload;
 
@@ -29,10 +30,10 @@ struct MessageVisitor;
 impl MessageVisitor {
     /// A non-string message: its compact JSON, written by `write`.
     fn compact<E: de::Error>(
-        write: impl FnOnce(CompactJson<'_>) -> Result<(), E>,
+        write: impl FnOnce(&mut serde_json::Serializer<&mut Vec<u8>>) -> Result<(), serde_json::Error>,
     ) -> Result<Message, E> {
         let mut text = Vec::new();
-        write(CompactJson(&mut text))?;
+        write(&mut serde_json::Serializer::new(&mut text)).map_err(E::custom)?;
         let text = String::from_utf8(text).map_err(|_| E::custom("message is not UTF-8"))?;
         Ok(Message(Payload::from(text)))
     }
@@ -54,132 +55,33 @@ impl<'de> Visitor<'de> for MessageVisitor {
     }
 
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Message, E> {
-        Self::compact(|json| json.visit_bool(value))
+        Self::compact(|json| serde::Serialize::serialize(&value, json))
     }
 
     fn visit_i64<E: de::Error>(self, value: i64) -> Result<Message, E> {
-        Self::compact(|json| json.visit_i64(value))
+        Self::compact(|json| serde::Serialize::serialize(&value, json))
     }
 
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Message, E> {
-        Self::compact(|json| json.visit_u64(value))
+        Self::compact(|json| serde::Serialize::serialize(&value, json))
     }
 
     fn visit_f64<E: de::Error>(self, value: f64) -> Result<Message, E> {
-        Self::compact(|json| json.visit_f64(value))
+        // serde_json writes a non-finite float as null, as `Value` would hold it.
+        Self::compact(|json| serde::Serialize::serialize(&value, json))
     }
 
     fn visit_unit<E: de::Error>(self) -> Result<Message, E> {
-        Self::compact(|json| json.visit_unit())
+        Self::compact(|json| serde::Serialize::serialize(&(), json))
     }
 
     fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Message, A::Error> {
-        Self::compact(|json| json.visit_seq(seq))
+        Self::compact(|json| serde_transcode::transcode(SeqAccessDeserializer::new(seq), json))
     }
 
     fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Message, A::Error> {
-        Self::compact(|json| json.visit_map(map))
+        Self::compact(|json| serde_transcode::transcode(MapAccessDeserializer::new(map), json))
     }
-}
-
-/// Writes the value it is given as compact JSON onto the end of its buffer.
-struct CompactJson<'a>(&'a mut Vec<u8>);
-
-impl CompactJson<'_> {
-    /// A scalar, exactly as `serde_json` writes it (escapes, number forms).
-    fn scalar<E: de::Error>(self, value: &(impl serde::Serialize + ?Sized)) -> Result<(), E> {
-        serde_json::to_writer(&mut *self.0, value).map_err(E::custom)
-    }
-}
-
-impl<'de> DeserializeSeed<'de> for CompactJson<'_> {
-    type Value = ();
-
-    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-}
-
-impl<'de> Visitor<'de> for CompactJson<'_> {
-    type Value = ();
-
-    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
-        formatter.write_str("any JSON value")
-    }
-
-    fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
-        self.scalar(&value)
-    }
-
-    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
-        self.scalar(&value)
-    }
-
-    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
-        self.scalar(&value)
-    }
-
-    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
-        // serde_json writes a non-finite float as null, as `Value` would hold it.
-        self.scalar(&value)
-    }
-
-    fn visit_str<E: de::Error>(self, text: &str) -> Result<(), E> {
-        self.scalar(text)
-    }
-
-    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
-        self.0.extend_from_slice(b"null");
-        Ok(())
-    }
-
-    fn visit_none<E: de::Error>(self) -> Result<(), E> {
-        self.visit_unit()
-    }
-
-    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
-        deserializer.deserialize_any(self)
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<(), A::Error> {
-        self.0.push(b'[');
-        let mut first = true;
-        while next_item(self.0, first, |json| seq.next_element_seed(json))? {
-            first = false;
-        }
-        self.0.push(b']');
-        Ok(())
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        self.0.push(b'{');
-        let mut first = true;
-        while next_item(self.0, first, |json| map.next_key_seed(json))? {
-            self.0.push(b':');
-            map.next_value_seed(CompactJson(self.0))?;
-            first = false;
-        }
-        self.0.push(b'}');
-        Ok(())
-    }
-}
-
-/// Writes the next element of an array (or key of an object) onto `out`, after a comma
-/// unless it is the `first`; false, with nothing written, when there are no more.
-fn next_item<E>(
-    out: &mut Vec<u8>,
-    first: bool,
-    next: impl FnOnce(CompactJson<'_>) -> Result<Option<()>, E>,
-) -> Result<bool, E> {
-    let mark = out.len();
-    if !first {
-        out.push(b',');
-    }
-    let more = next(CompactJson(out))?.is_some();
-    if !more {
-        out.truncate(mark);
-    }
-    Ok(more)
 }
 
 #[cfg(test)]

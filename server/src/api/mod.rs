@@ -17,15 +17,13 @@ use axum::http::{HeaderMap, HeaderValue, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 
-use crate::auth::{self, Refusal};
-use crate::error::ApiError;
+use crate::error::{ApiError, HiddenCause};
 use crate::hub::Subscription;
-use crate::limits::{ConnectionPermit, Publisher};
+use crate::limits::ConnectionPermit;
 use crate::metrics::Limit;
 use crate::sse;
 use crate::state::AppState;
 use crate::stream::{StreamOptions, event_stream};
-use extract::Peer;
 use futures::StreamExt;
 
 /// The API routes, without the web app.
@@ -68,67 +66,27 @@ async fn answer_refused(request: Request, next: Next) -> Response {
     }
 }
 
-/// The checks every API request passes. A node shutting down answers 503, so load
-/// balancers and clients move on; writes need a publish key when keys are configured
-/// and get `--push-rate` pushes per second per publisher; refusals for size (the body
-/// limit answers before any handler) are counted.
+/// What every API request passes: a node shutting down answers 503, so load
+/// balancers and clients move on; refusals for size (the body limit answers before
+/// any handler) are counted; the cause behind a 5xx that does not say it is logged
+/// with the request. (Which routes need a publish key, and the push rate, the routes
+/// say themselves: see [`extract::Publishing`].)
 ///
 /// One middleware, not one per check: per request, every `from_fn` layer clones the
 /// whole chain of services below it, and that was a quarter of a push's allocations.
-async fn gate(
-    State(state): State<AppState>,
-    Peer(address): Peer,
-    request: Request,
-    next: Next,
-) -> Response {
+async fn gate(State(state): State<AppState>, request: Request, next: Next) -> Response {
     if state.hub.is_shutting_down() {
         return ApiError::ShuttingDown.into_response();
     }
-    if let Some(refusal) = refuse_publisher(&state, address, &request) {
-        return refusal;
-    }
+    let (method, uri) = (request.method().clone(), request.uri().clone());
     let response = next.run(request).await;
     if response.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
         state.hub.metrics().limited(Limit::Size);
     }
+    if let Some(HiddenCause(cause)) = response.extensions().get() {
+        tracing::warn!(%method, path = uri.path(), status = response.status().as_u16(), "{cause}");
+    }
     response
-}
-
-/// The answer refusing `request`, if its publish key (where one is needed) or, for a
-/// push, its publisher's allowance (its key, or its address without keys) says no.
-fn refuse_publisher(
-    state: &AppState,
-    address: std::net::IpAddr,
-    request: &Request,
-) -> Option<Response> {
-    if !auth::needs_publish_key(request.method(), request.uri().path()) {
-        return None;
-    }
-    let key = match state.publish_keys.check(request.headers()) {
-        Ok(key) => key,
-        Err(Refusal::Missing) => {
-            let text = "a publish key is required: send Authorization: Bearer <key>";
-            return Some(ApiError::Unauthorized(text.to_owned()).into_response());
-        }
-        Err(Refusal::Wrong) => {
-            let text = "this publish key is not accepted";
-            return Some(ApiError::Forbidden(text.to_owned()).into_response());
-        }
-    };
-    if request.uri().path() == "/push" {
-        let publisher = key.map_or(Publisher::Address(address), Publisher::Key);
-        if let Err(wait) = state.push_rate.take(publisher) {
-            state.hub.metrics().limited(Limit::PushRate);
-            return Some(
-                ApiError::TooManyRequests(format!(
-                    "more than {} pushes per second from this publisher; retry later",
-                    state.config.push_rate
-                ))
-                .with_retry_after(wait),
-            );
-        }
-    }
-    None
 }
 
 /// An event-stream response for `subscription`, with the headers that keep proxies

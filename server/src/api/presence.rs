@@ -5,7 +5,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::extract::ApiPath;
+use super::extract::{ApiPath, Publishing};
 use crate::error::ApiError;
 use crate::hub::types::ClientId;
 use crate::state::AppState;
@@ -16,7 +16,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/clients/{id}", axum::routing::delete(disconnect))
 }
 
-async fn clients(State(state): State<AppState>) -> Result<Json<Value>, ApiError> {
+async fn clients(State(state): State<AppState>, _: Publishing) -> Result<Json<Value>, ApiError> {
     Ok(Json(json!({"clients": state.hub.clients().await?})))
 }
 
@@ -24,6 +24,7 @@ async fn clients(State(state): State<AppState>) -> Result<Json<Value>, ApiError>
 /// itself and resumes from its last event id.
 async fn disconnect(
     State(state): State<AppState>,
+    _: Publishing,
     ApiPath(id): ApiPath<String>,
 ) -> Result<Json<Value>, ApiError> {
     let client: ClientId = id.parse()?;

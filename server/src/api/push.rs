@@ -1,14 +1,17 @@
 //! `POST /push`: send a message to one client, a topic or everyone.
 
-use axum::extract::State;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use serde::{Deserialize, Serialize};
 
-use super::extract::{JsonOrForm, checkbox_value};
+use super::extract::{JsonOrForm, Publishing, checkbox_value};
 use super::message::Message;
 use crate::error::ApiError;
 use crate::hub::types::{EventName, Target};
+use crate::metrics::Limit;
 use crate::state::AppState;
 
 pub(super) fn routes() -> Router<AppState> {
@@ -27,6 +30,29 @@ async fn how_to_push() -> ApiError {
          event; for example: curl -d client_id=alice -d message=hi http://HOST/push"
             .to_owned(),
     )
+}
+
+/// A publisher (see [`Publishing`]) within its push rate (`--push-rate` pushes per
+/// second, bursts of `--push-burst`): refused 429 with `Retry-After` beyond it.
+struct WithinPushRate;
+
+impl FromRequestParts<AppState> for WithinPushRate {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Publishing(publisher) = Publishing::from_request_parts(parts, state)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        state.push_rate.take(publisher).map_err(|wait| {
+            state.hub.metrics().limited(Limit::PushRate);
+            let text = format!(
+                "more than {} pushes per second from this publisher; retry later",
+                state.config.push_rate
+            );
+            ApiError::TooManyRequests(text).with_retry_after(wait)
+        })?;
+        Ok(Self)
+    }
 }
 
 /// The request body, as JSON or form fields.
@@ -69,6 +95,7 @@ struct PushResponse {
 
 async fn push(
     State(state): State<AppState>,
+    _: WithinPushRate,
     JsonOrForm(request): JsonOrForm<PushRequest>,
 ) -> Result<Json<PushResponse>, ApiError> {
     let target = request.target()?;

@@ -7,7 +7,7 @@ pub mod token;
 
 use axum::http::{HeaderMap, header};
 
-pub use publish::{PublishKeys, Refusal, needs_publish_key};
+pub use publish::{PublishKeys, Refusal};
 pub use token::{Claims, SubscriberAuth, TokenRefusal};
 
 /// A value that must not leak: its `Debug` shows nothing of it.

@@ -5,7 +5,7 @@
 //! are compared in constant time, so timing does not reveal how much of a guess was
 //! right, and they never appear in logs or `Debug` output.
 
-use axum::http::{HeaderMap, Method};
+use axum::http::HeaderMap;
 use subtle::{ConditionallySelectable, ConstantTimeEq};
 
 use super::{Secret, bearer};
@@ -61,12 +61,6 @@ impl PublishKeys {
             _ => Err(Refusal::Wrong),
         }
     }
-}
-
-/// Whether a request needs a publish key: every write (`POST`, `DELETE`: pushes, task
-/// updates, disconnects) and the list of who is connected.
-pub fn needs_publish_key(method: &Method, path: &str) -> bool {
-    *method == Method::POST || *method == Method::DELETE || path == "/clients"
 }
 
 #[cfg(test)]

@@ -1,21 +1,24 @@
-//! This node's side of delivery: its live connections, and handing each message the
-//! broker brings to exactly the connections it targets.
+//! This node's side of delivery: its live connections — client streams and task
+//! streams — and handing each message or task event the broker brings to exactly the
+//! connections it targets.
 //!
 //! Whichever broker is in use, every message reaches every node through
-//! [`Fanout::deliver`], in id order. The fan-out remembers the last message it
+//! [`Fanout::deliver`], in id order, and every task event through
+//! [`Fanout::deliver_task_event`]; both offer it the same way (a full queue cuts the
+//! connection off as slow). The fan-out remembers the last message it
 //! delivered, which is where a new stream starts (its position marker), and which
 //! clients changed since presence was last reported, for brokers that share presence.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
 use super::lock;
-use super::registry::{ClientPresence, ConnId, Registry};
-use super::subscriber::{Handoff, Offer, Subscriber};
-use super::types::{ClientId, DisconnectReason, Position, Target, Topic};
+use super::registry::{ClientPresence, ConnId, Feed, Reach, Registry};
+use super::subscriber::{Handoff, Offer, Subscriber, Subscription};
+use super::types::{ClientId, DisconnectReason, JobId, Position, Target, Topic};
 use crate::metrics::Metrics;
 
 /// One message as every node receives it from the broker.
@@ -55,11 +58,15 @@ struct Changed {
 }
 
 impl State {
-    fn note_change(&mut self, client: &ClientId, topics: &[Topic]) {
+    /// Notes a client stream that opened or closed (task streams are not presence);
+    /// returns whether presence changed.
+    fn note_change(&mut self, feed: &Feed) -> bool {
+        let Feed::Client { client, topics } = feed else { return false };
         if let Some(changed) = &mut self.changed {
             changed.clients.insert(client.clone());
             changed.topics.extend(topics.iter().cloned());
         }
+        true
     }
 }
 
@@ -101,26 +108,60 @@ impl Fanout {
         }) {
             state.head = Some(message.position.clone());
         }
+        let reach = Reach::Target(&message.target);
+        let delivered =
+            self.offer_locked(&mut state, reach, message.position.seq, &message.frame, handoff);
+        drop(state);
+        self.metrics.delivered(delivered);
+        delivered
+    }
+
+    /// Offers event `n` of task `job` to the streams watching it; the `last` event
+    /// ends them once written. Returns how many took it.
+    pub(crate) fn deliver_task_event(
+        &self,
+        job: &JobId,
+        n: u64,
+        frame: &Bytes,
+        last: bool,
+    ) -> usize {
+        let mut state = lock(&self.state);
+        let delivered = self.offer_locked(&mut state, Reach::Task(job), n, frame, None);
+        if last {
+            state.registry.for_each(Reach::Task(job), |_, subscriber| {
+                subscriber.close(DisconnectReason::Finished);
+            });
+        }
+        delivered
+    }
+
+    /// Offers one frame to every connection `reach` names, and cuts off the ones whose
+    /// queue overflowed; returns how many took it.
+    fn offer_locked(
+        &self,
+        state: &mut State,
+        reach: Reach<'_>,
+        seq: u64,
+        frame: &Bytes,
+        handoff: Option<&Arc<Handoff>>,
+    ) -> usize {
         let mut delivered = 0;
         let mut overflowed = Vec::new();
-        let seq = message.position.seq;
-        state.registry.for_each_target(&message.target, |conn, subscriber| {
-            match subscriber.offer(seq, &message.frame, handoff) {
+        state.registry.for_each(reach, |conn, subscriber| {
+            match subscriber.offer(seq, frame, handoff) {
                 Offer::Queued => delivered += 1,
                 Offer::Overflowed => overflowed.push(conn),
                 Offer::Closed => {}
             }
         });
         for conn in overflowed {
-            self.unregister_locked(&mut state, conn, DisconnectReason::Slow);
+            self.unregister_locked(state, conn, DisconnectReason::Slow);
         }
-        drop(state);
-        self.metrics.delivered(delivered);
         delivered
     }
 
-    /// Adds a connection; returns its id and the last position delivered before it
-    /// (everything after reaches it live).
+    /// Adds a client stream; returns its id and the last position delivered before it
+    /// (everything after reaches it live). `topics` must hold no duplicates.
     pub(crate) fn register(
         &self,
         client: ClientId,
@@ -128,13 +169,37 @@ impl Fanout {
         subscriber: Arc<Subscriber>,
     ) -> (ConnId, Option<Position>) {
         let mut state = lock(&self.state);
-        state.note_change(&client, &topics);
-        let conn = state.registry.register(client, topics, subscriber);
+        let feed = Feed::Client { client, topics: topics.into() };
+        state.note_change(&feed);
+        let conn = state.registry.register(feed, subscriber);
         let head = state.head.clone();
         drop(state);
         self.metrics.connection_opened();
         self.presence_changed.notify_one();
         (conn, head)
+    }
+
+    /// Adds a stream watching task `job`; returns its id.
+    pub(crate) fn watch_task(&self, job: JobId, subscriber: Arc<Subscriber>) -> ConnId {
+        let conn = lock(&self.state).registry.register(Feed::Task(job), subscriber);
+        self.metrics.connection_opened();
+        conn
+    }
+
+    /// The handle a stream reads connection `conn` from; dropping it (the stream ended,
+    /// or an error before it began) unregisters the connection.
+    pub(crate) fn subscription(
+        self: &Arc<Self>,
+        conn: ConnId,
+        subscriber: Arc<Subscriber>,
+    ) -> Subscription {
+        let fanout = Arc::downgrade(self);
+        let unregister = Box::new(move |reason| {
+            if let Some(fanout) = fanout.upgrade() {
+                fanout.unregister(conn, reason);
+            }
+        });
+        Subscription::new(VecDeque::new(), None, subscriber, unregister)
     }
 
     /// Removes a connection that ended for `reason` (a no-op if it already left).
@@ -144,10 +209,11 @@ impl Fanout {
     }
 
     fn unregister_locked(&self, state: &mut State, conn: ConnId, reason: DisconnectReason) {
-        if let Some((client, topics)) = state.registry.unregister(conn) {
-            state.note_change(&client, &topics);
+        if let Some(feed) = state.registry.unregister(conn) {
+            if state.note_change(&feed) {
+                self.presence_changed.notify_one();
+            }
             self.metrics.connection_closed(reason);
-            self.presence_changed.notify_one();
         }
     }
 
@@ -155,7 +221,7 @@ impl Fanout {
     pub(crate) fn close_target(&self, target: &Target, reason: DisconnectReason) -> usize {
         let mut state = lock(&self.state);
         let mut closed = Vec::new();
-        state.registry.for_each_target(target, |conn, subscriber| {
+        state.registry.for_each(Reach::Target(target), |conn, subscriber| {
             if subscriber.close(reason) {
                 closed.push(conn);
             }
@@ -221,8 +287,8 @@ impl Fanout {
         }
     }
 
-    /// Ends every stream on this node for `reason` (queued frames are still written
-    /// when the reason drains the queue).
+    /// Ends every stream on this node, task streams included, for `reason` (queued
+    /// frames are still written when the reason drains the queue).
     /// Returns how many were open.
     pub(crate) fn close_all(&self, reason: DisconnectReason) -> usize {
         let state = lock(&self.state);

@@ -38,7 +38,7 @@ impl Default for HistoryOptions {
 
 /// What a client missed since a position.
 #[derive(Debug, Default, PartialEq, Eq)]
-pub(crate) struct Missed {
+pub(crate) struct HeldSince {
     /// The frames still held, in id order.
     pub frames: Vec<Bytes>,
     /// Whether some messages after the position are no longer held.
@@ -118,7 +118,7 @@ impl History {
     /// What `targets` missed after `seq`: the frames still held, in id order, and
     /// whether any are gone. A target with no history left cannot prove it missed
     /// nothing once messages after `seq` have expired, so that counts as a gap too.
-    pub(crate) fn missed_since(&mut self, seq: u64, targets: &[Target]) -> Missed {
+    pub(crate) fn missed_since(&mut self, seq: u64, targets: &[Target]) -> HeldSince {
         self.expire(Instant::now());
         let mut gap = false;
         let mut frames: Vec<(u64, Bytes)> = Vec::new();
@@ -133,7 +133,7 @@ impl History {
             }
         }
         frames.sort_unstable_by_key(|(held, _)| *held);
-        Missed { frames: frames.into_iter().map(|(_, frame)| frame).collect(), gap }
+        HeldSince { frames: frames.into_iter().map(|(_, frame)| frame).collect(), gap }
     }
 
     /// Drops messages older than the TTL.
@@ -196,7 +196,7 @@ mod tests {
         Bytes::from(format!("{seq}"))
     }
 
-    fn texts(missed: &Missed) -> Vec<String> {
+    fn texts(missed: &HeldSince) -> Vec<String> {
         missed.frames.iter().map(|f| String::from_utf8(f.to_vec()).unwrap()).collect()
     }
 

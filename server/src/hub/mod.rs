@@ -22,7 +22,8 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::Metrics;
 use crate::sse;
-use broker::{Broker, Health, Unavailable};
+pub use broker::Unavailable;
+use broker::{Broker, Health};
 use fanout::Fanout;
 pub use history::HistoryOptions;
 pub use jobs::Jobs;
@@ -30,7 +31,7 @@ pub use registry::ClientPresence;
 use subscriber::Subscriber;
 pub use subscriber::{Next, Subscription};
 use types::{
-    ClientId, DisconnectReason, Epoch, EventId, EventName, GAP_EVENT, Payload, Target, Topic,
+    ClientId, DisconnectReason, Epoch, EventId, EventName, Payload, Position, Target, Topic,
 };
 
 /// Tunables the hub needs; the server fills them from its configuration.
@@ -148,11 +149,21 @@ pub struct Published {
     pub delivered: usize,
 }
 
+/// Whether the node can do its work.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum HealthStatus {
+    /// It can: its broker is reachable.
+    Ok,
+    /// Its broker cannot be reached: it takes no pushes and replays nothing.
+    Degraded,
+}
+
 /// How the node is doing, for `/healthz`.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct HealthReport {
-    /// `ok`, or `degraded` when the broker cannot be reached.
-    pub status: &'static str,
+    /// Ok, or degraded when the broker cannot be reached.
+    pub status: HealthStatus,
     /// `memory` or `redis`.
     pub broker: &'static str,
     /// What is wrong, when degraded.
@@ -203,6 +214,7 @@ impl Hub {
                 let jobs = jobs::MemoryJobs::new(
                     options.jobs,
                     options.queue_capacity,
+                    fanout.clone(),
                     metrics.clone(),
                     shutdown.clone(),
                 );
@@ -210,24 +222,22 @@ impl Hub {
             }
             BrokerOptions::Redis(redis) => {
                 let fanout = Arc::new(Fanout::new(metrics.clone(), None, true));
-                let job_watchers = Arc::default();
                 let broker = broker::redis::RedisBroker::start(
                     &redis,
                     &options.history,
                     fanout.clone(),
-                    Arc::clone(&job_watchers),
                     metrics.clone(),
                     shutdown.clone(),
                 )
                 .map_err(|error| StartError(format!("cannot use these Redis settings: {error}")))?;
                 let jobs = jobs::redis::RedisJobs::start(
                     broker.link(),
-                    redis.prefix.clone(),
+                    &redis.prefix,
                     options.jobs,
                     options.queue_capacity,
+                    fanout.clone(),
                     metrics.clone(),
                     shutdown.clone(),
-                    job_watchers,
                 );
                 (fanout, Broker::Redis(broker), Jobs::from(jobs))
             }
@@ -302,13 +312,24 @@ impl Hub {
         if self.is_shutting_down() {
             return Err(HubError::ShuttingDown);
         }
-        let mut seen = HashSet::new();
-        let topics: Vec<Topic> =
-            topics.into_iter().filter(|topic| seen.insert(topic.clone())).collect();
-        let mut targets = Vec::with_capacity(topics.len() + 2);
-        targets.push(Target::Client(client.clone()));
-        targets.extend(topics.iter().cloned().map(Target::Topic));
-        targets.push(Target::Broadcast);
+        let topics = without_duplicates(topics);
+        let targets = targets_of(&client, &topics);
+        let (subscription, head) = self.register(client, topics);
+        let (frames, position, replayed_through) = match last_event_id {
+            None => (VecDeque::new(), head, None),
+            Some(last_event_id) => {
+                let (frames, head) = self.replay(last_event_id, &targets).await?;
+                let through = head.seq;
+                (frames, Some(head), Some(through))
+            }
+        };
+        Ok(subscription.with_replay(with_position_marker(frames, position), replayed_through))
+    }
+
+    /// Registers a new stream before anything is read for it, so that nothing sent in
+    /// between is lost; returns its subscription (dropping it unregisters the stream)
+    /// and the last position delivered before it.
+    fn register(&self, client: ClientId, topics: Vec<Topic>) -> (Subscription, Option<Position>) {
         let subscriber = Arc::new(Subscriber::new(self.shared.queue_capacity));
         let (conn, head) = self.shared.fanout.register(client, topics, subscriber.clone());
         // Shutdown closes every registered connection after setting its flag; one
@@ -316,39 +337,20 @@ impl Hub {
         if self.is_shutting_down() {
             subscriber.close(DisconnectReason::Shutdown);
         }
-        let fanout = Arc::downgrade(&self.shared.fanout);
-        // From here on, dropping the subscription (an error below, a client that
-        // went away during the replay read) unregisters the connection.
-        let subscription = Subscription::new(
-            VecDeque::new(),
-            None,
-            subscriber,
-            Box::new(move |reason| {
-                if let Some(fanout) = fanout.upgrade() {
-                    fanout.unregister(conn, reason);
-                }
-            }),
-        );
-        let mut frames = VecDeque::new();
-        let (position, replayed_through) = match last_event_id {
-            None => (head, None),
-            Some(last_event_id) => {
-                let missed = self.shared.broker.missed(last_event_id, &targets).await?;
-                self.shared.metrics.replayed(missed.frames.len(), missed.gap.is_some());
-                if let Some(reason) = missed.gap {
-                    let data =
-                        serde_json::json!({"last_event_id": last_event_id, "reason": reason});
-                    frames.push_back(sse::encode_event(None, Some(GAP_EVENT), &data.to_string()));
-                }
-                frames.extend(missed.frames);
-                let through = missed.head.seq;
-                (Some(missed.head), Some(through))
-            }
-        };
-        if let Some(position) = position {
-            frames.push_back(sse::position_marker(&position.to_string()));
-        }
-        Ok(subscription.with_replay(frames, replayed_through))
+        (self.shared.fanout.subscription(conn, subscriber), head)
+    }
+
+    /// What `targets` missed after `last_event_id`, as frames (a `gap` first when not
+    /// everything is held), and the position the replay reaches.
+    async fn replay(
+        &self,
+        last_event_id: &str,
+        targets: &[Target],
+    ) -> Result<(VecDeque<bytes::Bytes>, Position), HubError> {
+        let replay = self.shared.broker.missed(last_event_id, targets).await?;
+        self.shared.metrics.replayed(replay.frames.len(), replay.gap.is_some());
+        let gap = replay.gap.map(|reason| sse::gap(last_event_id, reason.as_str()));
+        Ok((gap.into_iter().chain(replay.frames).collect(), replay.head))
     }
 
     /// Closes every connection of `client` on every node (they reconnect and resume).
@@ -371,8 +373,11 @@ impl Hub {
     /// Whether the node can do its work: its broker is reachable.
     pub async fn health(&self) -> HealthReport {
         let (status, error) = match self.shared.broker.health().await {
-            Health::Ok => ("ok", None),
-            Health::Degraded(error) => ("degraded", Some(error)),
+            Health::Ok => (HealthStatus::Ok, None),
+            Health::Degraded(unavailable) => {
+                tracing::debug!("health: degraded: {}", unavailable.cause());
+                (HealthStatus::Degraded, Some(unavailable.to_string()))
+            }
         };
         HealthReport {
             status,
@@ -416,7 +421,6 @@ impl Hub {
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
         self.shared.fanout.close_all(DisconnectReason::Shutdown);
-        self.shared.jobs.shutdown();
     }
 
     /// Leaves the cluster once streams have ended: withdraws this node's presence at
@@ -434,6 +438,39 @@ impl Hub {
     pub async fn shutting_down(&self) {
         self.shared.shutdown.cancelled().await;
     }
+
+    /// The token [`Hub::shutdown`] cancels: everything that must stop with the hub
+    /// (the listener, each connection, the broker's tasks) waits on this one token.
+    pub fn stop_token(&self) -> CancellationToken {
+        self.shared.shutdown.clone()
+    }
+}
+
+/// `topics` in their order, each once.
+fn without_duplicates(topics: Vec<Topic>) -> Vec<Topic> {
+    let mut seen = HashSet::new();
+    topics.into_iter().filter(|topic| seen.insert(topic.clone())).collect()
+}
+
+/// Every target a client stream receives: its client id, its topics, broadcasts.
+fn targets_of(client: &ClientId, topics: &[Topic]) -> Vec<Target> {
+    let mut targets = Vec::with_capacity(topics.len() + 2);
+    targets.push(Target::Client(client.clone()));
+    targets.extend(topics.iter().cloned().map(Target::Topic));
+    targets.push(Target::Broadcast);
+    targets
+}
+
+/// `frames`, then the position marker that tells the client where its stream went
+/// live (none when the position is not known yet: Redis not reached).
+fn with_position_marker(
+    mut frames: VecDeque<bytes::Bytes>,
+    position: Option<Position>,
+) -> VecDeque<bytes::Bytes> {
+    if let Some(position) = position {
+        frames.push_back(sse::position_marker(&position.to_string()));
+    }
+    frames
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section in the hub leaves its

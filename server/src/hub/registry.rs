@@ -1,12 +1,12 @@
-//! This node's live connections, indexed three ways: all of them (for broadcasts), by
-//! client id (for unicasts and presence) and by topic.
+//! This node's live connections, indexed four ways: all of them (for broadcasts), by
+//! client id (for unicasts and presence), by topic, and by task for task streams.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::Arc;
 use std::time::SystemTime;
 
 use super::subscriber::Subscriber;
-use super::types::{ClientId, Target, Topic};
+use super::types::{ClientId, JobId, Target, Topic};
 
 /// Identifies one connection for as long as the node runs.
 pub(crate) type ConnId = u64;
@@ -17,13 +17,34 @@ pub(crate) struct Registry {
     conns: HashMap<ConnId, Conn>,
     clients: HashMap<ClientId, ClientEntry>,
     topics: HashMap<Topic, HashSet<ConnId>>,
+    tasks: HashMap<JobId, Vec<ConnId>>,
+    /// How many of `conns` watch a task.
+    watching_tasks: usize,
 }
 
 #[derive(Debug)]
 struct Conn {
-    client: ClientId,
-    topics: Box<[Topic]>,
+    feed: Feed,
     subscriber: Arc<Subscriber>,
+}
+
+/// What one connection receives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Feed {
+    /// A client stream: messages for the client, for each topic (no duplicates), and
+    /// broadcasts.
+    Client { client: ClientId, topics: Box<[Topic]> },
+    /// A task stream: the task's events.
+    Task(JobId),
+}
+
+/// Whose connections a delivery reaches.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Reach<'a> {
+    /// The client streams a message's target reaches.
+    Target(&'a Target),
+    /// The streams watching one task.
+    Task(&'a JobId),
 }
 
 #[derive(Debug)]
@@ -46,68 +67,91 @@ pub struct ClientPresence {
 }
 
 impl Registry {
-    /// Adds a connection. `topics` must hold no duplicates.
-    pub(crate) fn register(
-        &mut self,
-        client: ClientId,
-        topics: Vec<Topic>,
-        subscriber: Arc<Subscriber>,
-    ) -> ConnId {
+    /// Adds a connection.
+    pub(crate) fn register(&mut self, feed: Feed, subscriber: Arc<Subscriber>) -> ConnId {
         self.next_conn += 1;
         let id = self.next_conn;
-        for topic in &topics {
-            self.topics.entry(topic.clone()).or_default().insert(id);
+        match &feed {
+            Feed::Client { client, topics } => {
+                for topic in topics {
+                    self.topics.entry(topic.clone()).or_default().insert(id);
+                }
+                self.clients
+                    .entry(client.clone())
+                    .or_insert_with(|| ClientEntry { conns: Vec::new(), since: SystemTime::now() })
+                    .conns
+                    .push(id);
+            }
+            Feed::Task(job) => {
+                self.tasks.entry(job.clone()).or_default().push(id);
+                self.watching_tasks += 1;
+            }
         }
-        self.clients
-            .entry(client.clone())
-            .or_insert_with(|| ClientEntry { conns: Vec::new(), since: SystemTime::now() })
-            .conns
-            .push(id);
-        self.conns.insert(id, Conn { client, topics: topics.into(), subscriber });
+        self.conns.insert(id, Conn { feed, subscriber });
         id
     }
 
-    /// Removes a connection; returns its client and topics, or `None` if it was not
+    /// Removes a connection; returns what it received, or `None` if it was not
     /// registered (any more).
-    pub(crate) fn unregister(&mut self, id: ConnId) -> Option<(ClientId, Box<[Topic]>)> {
+    pub(crate) fn unregister(&mut self, id: ConnId) -> Option<Feed> {
         let conn = self.conns.remove(&id)?;
-        for topic in conn.topics.iter() {
-            if let Some(members) = self.topics.get_mut(topic) {
-                members.remove(&id);
-                if members.is_empty() {
-                    self.topics.remove(topic);
+        match &conn.feed {
+            Feed::Client { client, topics } => {
+                for topic in topics {
+                    if let Some(members) = self.topics.get_mut(topic) {
+                        members.remove(&id);
+                        if members.is_empty() {
+                            self.topics.remove(topic);
+                        }
+                    }
+                }
+                if let Some(entry) = self.clients.get_mut(client) {
+                    entry.conns.retain(|&other| other != id);
+                    if entry.conns.is_empty() {
+                        self.clients.remove(client);
+                    }
                 }
             }
-        }
-        if let Some(entry) = self.clients.get_mut(&conn.client) {
-            entry.conns.retain(|&other| other != id);
-            if entry.conns.is_empty() {
-                self.clients.remove(&conn.client);
+            Feed::Task(job) => {
+                if let Some(watchers) = self.tasks.get_mut(job) {
+                    watchers.retain(|&other| other != id);
+                    if watchers.is_empty() {
+                        self.tasks.remove(job);
+                    }
+                }
+                self.watching_tasks -= 1;
             }
         }
-        Some((conn.client, conn.topics))
+        Some(conn.feed)
     }
 
-    /// Calls `deliver` with every connection the target reaches.
-    pub(crate) fn for_each_target(
+    /// Calls `deliver` with every connection `reach` names.
+    pub(crate) fn for_each(
         &self,
-        target: &Target,
+        reach: Reach<'_>,
         mut deliver: impl FnMut(ConnId, &Arc<Subscriber>),
     ) {
         let by_id = |id: &ConnId| self.conns.get(id).map(|conn| (*id, &conn.subscriber));
         let mut deliver = |(id, subscriber): (ConnId, &Arc<Subscriber>)| deliver(id, subscriber);
-        match target {
-            Target::Broadcast => {
-                self.conns.iter().for_each(|(id, conn)| deliver((*id, &conn.subscriber)))
-            }
-            Target::Client(client) => {
+        match reach {
+            Reach::Target(Target::Broadcast) => self
+                .conns
+                .iter()
+                .filter(|(_, conn)| matches!(conn.feed, Feed::Client { .. }))
+                .for_each(|(id, conn)| deliver((*id, &conn.subscriber))),
+            Reach::Target(Target::Client(client)) => {
                 if let Some(entry) = self.clients.get(client) {
                     entry.conns.iter().filter_map(by_id).for_each(deliver);
                 }
             }
-            Target::Topic(topic) => {
+            Reach::Target(Target::Topic(topic)) => {
                 if let Some(members) = self.topics.get(topic) {
                     members.iter().filter_map(by_id).for_each(deliver);
+                }
+            }
+            Reach::Task(job) => {
+                if let Some(watchers) = self.tasks.get(job) {
+                    watchers.iter().filter_map(by_id).for_each(deliver);
                 }
             }
         }
@@ -118,14 +162,14 @@ impl Registry {
         self.clients.len()
     }
 
-    /// Every connection, for shutdown.
+    /// Every connection, task streams included, for shutdown.
     pub(crate) fn subscribers(&self) -> impl Iterator<Item = &Arc<Subscriber>> {
         self.conns.values().map(|conn| &conn.subscriber)
     }
 
-    /// How many connections are open.
+    /// How many client streams are open (task streams are not presence).
     pub(crate) fn connection_count(&self) -> usize {
-        self.conns.len()
+        self.conns.len() - self.watching_tasks
     }
 
     /// Every connected client's id.
@@ -150,7 +194,10 @@ impl Registry {
             .conns
             .iter()
             .filter_map(|id| self.conns.get(id))
-            .flat_map(|conn| conn.topics.iter())
+            .flat_map(|conn| match &conn.feed {
+                Feed::Client { topics, .. } => &topics[..],
+                Feed::Task(_) => &[],
+            })
             .collect();
         Some(ClientPresence {
             client_id: client.clone(),
@@ -183,42 +230,58 @@ mod tests {
 
     fn reached(registry: &Registry, target: &Target) -> usize {
         let mut count = 0;
-        registry.for_each_target(target, |_, _| count += 1);
+        registry.for_each(Reach::Target(target), |_, _| count += 1);
         count
+    }
+
+    fn client_feed(id: &str, topics: &[&str]) -> Feed {
+        Feed::Client { client: client(id), topics: topics.iter().map(|name| topic(name)).collect() }
     }
 
     #[test]
     fn targets_reach_only_their_connections() {
         let mut registry = Registry::default();
         let sub = || Arc::new(Subscriber::new(4));
-        registry.register(client("a"), vec![topic("news")], sub());
-        registry.register(client("a"), vec![], sub());
-        registry.register(client("b"), vec![topic("news"), topic("sport")], sub());
+        registry.register(client_feed("a", &["news"]), sub());
+        registry.register(client_feed("a", &[]), sub());
+        registry.register(client_feed("b", &["news", "sport"]), sub());
+        registry.register(Feed::Task("j1".parse().unwrap()), sub());
         assert_eq!(reached(&registry, &Target::Client(client("a"))), 2);
         assert_eq!(reached(&registry, &Target::Client(client("b"))), 1);
         assert_eq!(reached(&registry, &Target::Client(client("zz"))), 0);
         assert_eq!(reached(&registry, &Target::Topic(topic("news"))), 2);
         assert_eq!(reached(&registry, &Target::Topic(topic("sport"))), 1);
-        assert_eq!(reached(&registry, &Target::Broadcast), 3);
+        assert_eq!(reached(&registry, &Target::Broadcast), 3, "task streams take no broadcast");
+        let mut watchers = 0;
+        registry.for_each(Reach::Task(&"j1".parse().unwrap()), |_, _| watchers += 1);
+        assert_eq!(watchers, 1);
+        assert_eq!(registry.connection_count(), 3);
     }
 
     #[test]
     fn unregister_cleans_every_index() {
         let mut registry = Registry::default();
-        let id = registry.register(client("a"), vec![topic("news")], Arc::new(Subscriber::new(4)));
+        let id = registry.register(client_feed("a", &["news"]), Arc::new(Subscriber::new(4)));
+        let task =
+            registry.register(Feed::Task("j1".parse().unwrap()), Arc::new(Subscriber::new(4)));
         assert!(registry.unregister(id).is_some());
         assert!(registry.unregister(id).is_none());
+        assert!(registry.unregister(task).is_some());
         assert!(
-            registry.conns.is_empty() && registry.clients.is_empty() && registry.topics.is_empty()
+            registry.conns.is_empty()
+                && registry.clients.is_empty()
+                && registry.topics.is_empty()
+                && registry.tasks.is_empty()
         );
+        assert_eq!(registry.watching_tasks, 0);
     }
 
     #[test]
     fn presence_merges_tabs() {
         let mut registry = Registry::default();
-        registry.register(client("b"), vec![topic("x")], Arc::new(Subscriber::new(4)));
-        registry.register(client("a"), vec![topic("y")], Arc::new(Subscriber::new(4)));
-        registry.register(client("a"), vec![topic("x"), topic("y")], Arc::new(Subscriber::new(4)));
+        registry.register(client_feed("b", &["x"]), Arc::new(Subscriber::new(4)));
+        registry.register(client_feed("a", &["y"]), Arc::new(Subscriber::new(4)));
+        registry.register(client_feed("a", &["x", "y"]), Arc::new(Subscriber::new(4)));
         let presence = registry.presence();
         assert_eq!(presence.len(), 2);
         assert_eq!(presence[0].client_id, client("a"));

@@ -21,6 +21,8 @@ pub enum InvalidValue {
     ReservedEventName,
     /// A string that is not an event id Herald issued.
     EventId,
+    /// A task id outside 1–128 ASCII letters and digits.
+    JobId,
 }
 
 impl fmt::Display for InvalidValue {
@@ -35,6 +37,7 @@ impl fmt::Display for InvalidValue {
                 "event names gap and herald.* are reserved for Herald's own events"
             }
             Self::EventId => "not an event id issued by this hub",
+            Self::JobId => "a task id is 1 to 128 characters of A-Z a-z 0-9",
         })
     }
 }
@@ -116,12 +119,48 @@ checked_string!(
     |c: char| !c.is_control()
 );
 
-/// The event that announces messages a resuming client can no longer be sent.
-pub const GAP_EVENT: &str = "gap";
+checked_string!(
+    /// A task's id. Herald makes 16 hex digits ([`JobId::random`]); any id of ASCII
+    /// letters and digits is accepted, so that it is safe in Redis key names and paths.
+    JobId,
+    InvalidValue::JobId,
+    |c: char| c.is_ascii_alphanumeric()
+);
 
-/// The event names Herald sends itself: [`GAP_EVENT`], and everything under `herald.`.
+impl JobId {
+    /// A fresh id: 16 hex digits (64 random bits).
+    pub fn random() -> Self {
+        let uuid = uuid::Uuid::new_v4().simple().to_string();
+        Self(uuid[..16].into())
+    }
+}
+
+/// The event names Herald sends itself: [`GAP_EVENT`](crate::sse::GAP_EVENT), and
+/// everything under `herald.`.
 pub fn is_reserved_event_name(name: &str) -> bool {
-    name == GAP_EVENT || name.starts_with("herald.")
+    name == crate::sse::GAP_EVENT || name.starts_with("herald.")
+}
+
+/// Why a resuming client cannot be sent everything after its last event id; the
+/// `reason` of its `gap` event (docs/contract.md §3.1).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum GapReason {
+    /// Some messages after the id fell out of the history's bounds (count or age).
+    Evicted,
+    /// The id is from a history this hub no longer has (another epoch), so what came
+    /// after it cannot be told.
+    Unknown,
+}
+
+impl GapReason {
+    /// The reason as the `gap` event names it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Evicted => "evicted",
+            Self::Unknown => "unknown",
+        }
+    }
 }
 
 impl EventName {

@@ -23,8 +23,8 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, Version, header};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::sync::watch;
 use tokio::time::{Instant, timeout_at};
+use tokio_util::sync::CancellationToken;
 
 use super::PeerAddr;
 use super::body::{self, BodyError};
@@ -36,13 +36,13 @@ use crate::metrics::Limit;
 /// How much of a request head is read at a time while looking for its end.
 const HEAD_READ: usize = 1024;
 
-/// Serves `io` until the peer leaves, a limit closes it, or `stopping` closes and
+/// Serves `io` until the peer leaves, a limit closes it, or `stop` is cancelled and
 /// the response under way (if any) has ended.
 pub(super) async fn serve(
     mut io: GuardedStream,
     peer: PeerAddr,
     app: Router,
-    stopping: watch::Sender<()>,
+    stop: CancellationToken,
 ) {
     let mut unread = Vec::new();
     // A fresh connection's first head is due within the header timeout of accept.
@@ -51,7 +51,7 @@ pub(super) async fn serve(
     loop {
         let next = tokio::select! {
             next = read_request(&mut io, &mut unread, peer, idle_until, first) => next,
-            () = stopping.closed() => return,
+            () = stop.cancelled() => return,
         };
         let request = match next {
             Next::Request(request) => request,
@@ -72,7 +72,7 @@ pub(super) async fn serve(
             Next::Gone => return,
         };
         let reuse = response::respond(&mut io, request, app.clone(), &mut unread).await;
-        if reuse == Reuse::Close || stopping.is_closed() {
+        if reuse == Reuse::Close || stop.is_cancelled() {
             return;
         }
         idle_until = Instant::now() + io.guards().keepalive_timeout;
@@ -278,8 +278,7 @@ mod tests {
             max_body_bytes: 1024,
         };
         let io = GuardedStream::new(server, guards, Arc::new(Metrics::default()));
-        let (stopping, _) = watch::channel(());
-        let task = serve(io, PeerAddr(peer), Router::new(), stopping);
+        let task = serve(io, PeerAddr(peer), Router::new(), CancellationToken::new());
         let size = std::mem::size_of_val(&task);
         println!("a connection's task: {size} bytes");
         assert!(size <= 1536, "a connection's task takes {size} bytes");

@@ -14,7 +14,6 @@ mod guard;
 mod head;
 mod response;
 
-use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +21,8 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 pub use guard::GuardedStream;
 pub use head::Refusal;
@@ -84,38 +84,29 @@ pub struct Guards {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// Serves `app` on every connection `listener` accepts until `stop` resolves; then
-/// accepts no more, lets each connection finish its current response (streams end
-/// when the hub shuts down) and returns once every connection has closed.
+/// Serves `app` on every connection `listener` accepts until `stop` is cancelled;
+/// then accepts no more, lets each connection finish its current response (streams
+/// end when the hub shuts down) and returns once every connection has closed (the
+/// shape of mini-redis' `Listener`).
 pub async fn serve(
     listener: TcpListener,
     guards: Guards,
     metrics: Arc<Metrics>,
     app: Router,
-    stop: impl Future<Output = ()> + Send + 'static,
+    stop: CancellationToken,
 ) {
-    // Connections watch `stopping` to wind down; `closed` counts those still open.
-    let (stopping, stop_seen) = watch::channel(());
-    tokio::spawn(async move {
-        stop.await;
-        drop(stop_seen);
-    });
-    let (all_closed, open) = watch::channel(());
+    let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = accept(&listener) => accepted,
-            () = stopping.closed() => break,
+            () = stop.cancelled() => break,
         };
         let io = GuardedStream::new(stream, guards, metrics.clone());
-        let (app, stopping, open) = (app.clone(), stopping.clone(), open.clone());
-        tokio::spawn(async move {
-            connection::serve(io, PeerAddr(peer), app, stopping).await;
-            drop(open);
-        });
+        connections.spawn(connection::serve(io, PeerAddr(peer), app.clone(), stop.clone()));
     }
     drop(listener);
-    drop(open);
-    all_closed.closed().await;
+    connections.close();
+    connections.wait().await;
 }
 
 /// The next connection, with TCP keepalive on and Nagle off.

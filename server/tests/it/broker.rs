@@ -5,10 +5,10 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use herald::hub::jobs::{Outcome, Watch};
+use herald::hub::jobs::{JobState, Outcome, Watch};
 use herald::hub::types::{DisconnectReason, Payload, Target};
 use herald::hub::{
-    BrokerOptions, HistoryOptions, Hub, HubOptions, Next, RedisOptions, Subscription,
+    BrokerOptions, HealthStatus, HistoryOptions, Hub, HubOptions, Next, RedisOptions, Subscription,
 };
 use serde_json::json;
 
@@ -45,7 +45,7 @@ impl Backend {
         }
         tweak(&mut options);
         let hub = Hub::new(options).expect("a hub");
-        eventually(|| async { hub.health().await.status == "ok" }).await;
+        eventually(|| async { hub.health().await.status == HealthStatus::Ok }).await;
         hub
     }
 }
@@ -252,7 +252,10 @@ async fn a_task_streams_to_its_end_and_then_says_no_more(backend: Backend) {
     );
     assert!(matches!(jobs.watch(&id, Some("3")).await.unwrap(), Watch::AlreadyFinished));
     let snapshot = jobs.snapshot(&id).await.unwrap();
-    assert_eq!((snapshot.state, snapshot.step, snapshot.last_event_id.as_str()), ("done", 1, "3"));
+    assert_eq!(
+        (snapshot.state, snapshot.step, snapshot.last_event_id.as_str()),
+        (JobState::Done, 1, "3")
+    );
 }
 
 async fn shutdown_ends_streams_and_refuses_new_work(backend: Backend) {
@@ -280,7 +283,7 @@ async fn two_redis_nodes_share_delivery_presence_and_tasks() {
     assert_eq!(next_data(&mut on_b, 1).await, ["across"]);
     let id = a.jobs().create("shared".to_owned(), 1).await.unwrap();
     b.jobs().finish(&id, Outcome::Error("nope".to_owned())).await.unwrap();
-    assert_eq!(a.jobs().snapshot(&id).await.unwrap().state, "failed");
+    assert_eq!(a.jobs().snapshot(&id).await.unwrap().state, JobState::Failed);
 }
 
 macro_rules! conformance {

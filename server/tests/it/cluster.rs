@@ -3,13 +3,11 @@
 //! presence is cluster-wide and forgets a node killed without warning, and a Redis
 //! outage is survived.
 
-use std::time::Duration;
-
 use serde_json::{Value, json};
 
 use crate::support::node::Node;
 use crate::support::redis::{RedisServer, unique_prefix};
-use crate::support::{Api, PATIENCE, SseClient, eventually};
+use crate::support::{Api, SseClient, eventually};
 
 /// A Redis and `count` nodes on it, sharing a key prefix of their own. Bind every
 /// field you destructure (`redis: _redis`): a dropped `RedisServer` stops Redis.
@@ -136,14 +134,10 @@ async fn presence_is_cluster_wide_and_forgets_a_killed_node() {
 
     // Killed: no goodbye, no cleanup. Its entries expire with its presence keys.
     nodes[1].kill9().await;
-    let deadline = tokio::time::Instant::now() + PATIENCE;
-    loop {
-        if connections(&nodes[2], "p").await == 1 && connections(&nodes[2], "q").await == 0 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "the killed node's clients expire");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    eventually(|| async {
+        connections(&nodes[2], "p").await == 1 && connections(&nodes[2], "q").await == 0
+    })
+    .await;
 }
 
 #[tokio::test]

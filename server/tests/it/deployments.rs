@@ -82,6 +82,34 @@ async fn an_acl_user_gets_in_and_a_wrong_password_does_not() {
     assert!(!node.log().contains("wrong-password"), "the password is never logged");
 }
 
+/// A Redis command that fails answers 503 with a fixed message: the Redis client's
+/// own text (here a permission error; elsewhere an OS or a script error) is for the
+/// operator, and goes to the log with the request it failed.
+#[tokio::test]
+async fn a_failed_redis_command_is_answered_without_its_text_and_logged_with_the_request() {
+    let redis = RedisServer::start().await;
+    let node = Node::on_redis(&redis, &unique_prefix("hidden_cause"), &[]).await;
+    // Every script now fails with NOPERM; the subscription and PING still work.
+    redis.cli(&["ACL", "SETUSER", "default", "-evalsha", "-eval"]).await;
+
+    let (status, error) = node.post("/push", json!({"broadcast": true, "message": "x"})).await;
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error, json!({"error": "the message broker is unreachable"}));
+    let (status, error) = node.post("/jobs", json!({"title": "t", "total": 2})).await;
+    assert_eq!(status, 503, "{error}");
+    assert_eq!(error, json!({"error": "the message broker is unreachable"}));
+    eventually(|| async {
+        let log = node.log();
+        log.lines().any(|line| {
+            line.contains("WARN")
+                && line.contains("method=POST")
+                && line.contains("path=\"/push\"")
+                && line.contains("no permissions to run the 'evalsha' command")
+        })
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_ca_file_without_tls_or_without_certificates_stops_the_start() {
     let ca = std::env::temp_dir().join(format!("herald-not-a-ca-{}", std::process::id()));

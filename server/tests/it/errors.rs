@@ -1,10 +1,12 @@
 //! Every bad input of docs/contract.md §3 gets the status the contract names and a JSON body
-//! `{"error": "<for a person>"}` — never a 5xx.
+//! `{"error": "<for a person>"}` — never a 5xx. Requests whose answer does not depend on
+//! the connection go through the router in this process ([`InProcess`]); bad input that
+//! only a socket can carry is in `http1.rs`.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::{TestServer, json_response};
+use crate::support::{InProcess, TestServer, json_response};
 
 /// Asserts the status and that the body is `{"error": "..."}` mentioning `hint`.
 fn assert_error(case: &str, (status, body): (StatusCode, Value), expected: StatusCode, hint: &str) {
@@ -20,7 +22,7 @@ fn assert_error(case: &str, (status, body): (StatusCode, Value), expected: Statu
 
 #[tokio::test]
 async fn bad_subscriptions_are_refused() {
-    let server = TestServer::start_with(&["--max-topics", "2"]).await;
+    let server = InProcess::with(&["--max-topics", "2"]);
     let cases = [
         ("no client id", "/sse", "client_id is required"),
         ("empty client id", "/sse?client_id=", "client_id must be"),
@@ -32,15 +34,13 @@ async fn bad_subscriptions_are_refused() {
         ("too many topics", "/sse?client_id=a&topic=a&topic=b&topic=c", "at most 2 topics"),
     ];
     for (case, path, hint) in cases {
-        let response = server.http.get(server.url(path)).send().await.unwrap();
-        assert_error(case, json_response(response).await, StatusCode::BAD_REQUEST, hint);
+        assert_error(case, server.get(path).await, StatusCode::BAD_REQUEST, hint);
     }
 }
 
 #[tokio::test]
 async fn bad_pushes_are_refused_with_clear_errors() {
-    let server =
-        TestServer::start_with(&["--max-message-bytes", "16", "--max-body-bytes", "1024"]).await;
+    let server = InProcess::with(&["--max-message-bytes", "16", "--max-body-bytes", "1024"]);
     let cases = [
         ("no target", json!({"message": "x"}), StatusCode::BAD_REQUEST, "exactly one target"),
         (
@@ -149,69 +149,75 @@ async fn bad_pushes_are_refused_with_clear_errors() {
     for (case, body, status, hint) in cases {
         assert_error(case, server.post("/push", body).await, status, hint);
     }
+    let (status, reply) =
+        server.post("/push", json!({"broadcast": true, "message": "x".repeat(16)})).await;
     assert_eq!(
-        server.push(json!({"broadcast": true, "message": "x".repeat(16)})).await.1,
-        0,
+        (status, reply["delivered"].as_u64()),
+        (StatusCode::OK, Some(0)),
         "the limit is inclusive"
     );
 }
 
 #[tokio::test]
 async fn malformed_bodies_and_content_types_are_refused() {
-    let server = TestServer::start().await;
-    let send = |content_type: &'static str, body: &'static str| {
-        server.http.post(server.url("/push")).header("content-type", content_type).body(body).send()
+    let server = InProcess::with(&[]);
+    let server = &server;
+    let send = |content_type: Option<&'static str>, body: &'static str| async move {
+        let (status, _, body) = server.send(Method::POST, "/push", content_type, body).await;
+        (status, body)
     };
-    let response = send("application/json", "{\"broadcast\": true, \"message\": ").await.unwrap();
-    assert_error("truncated JSON", json_response(response).await, StatusCode::BAD_REQUEST, "");
-    let response = send("application/json", "").await.unwrap();
-    assert_error("empty JSON body", json_response(response).await, StatusCode::BAD_REQUEST, "");
-    let response = send("text/plain", "hello").await.unwrap();
-    assert_error(
-        "text body",
-        json_response(response).await,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "application/json",
-    );
-    let response = server.http.post(server.url("/push")).body("{}").send().await.unwrap();
-    assert_error(
-        "no content type",
-        json_response(response).await,
-        StatusCode::UNSUPPORTED_MEDIA_TYPE,
-        "application/json",
-    );
-    let response = send("application/x-www-form-urlencoded", "client_id=a&message=x&colour=red")
-        .await
-        .unwrap();
-    assert_error(
-        "unknown form field",
-        json_response(response).await,
-        StatusCode::BAD_REQUEST,
-        "unknown field",
-    );
-    let response =
-        send("application/x-www-form-urlencoded", "broadcast=maybe&message=x").await.unwrap();
-    assert_error(
-        "form broadcast not a bool",
-        json_response(response).await,
-        StatusCode::BAD_REQUEST,
-        "",
-    );
+    let json = Some("application/json");
+    let form = Some("application/x-www-form-urlencoded");
+    let cases = [
+        (
+            "truncated JSON",
+            json,
+            "{\"broadcast\": true, \"message\": ",
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+        ("empty JSON body", json, "", StatusCode::BAD_REQUEST, ""),
+        (
+            "text body",
+            Some("text/plain"),
+            "hello",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "application/json",
+        ),
+        ("no content type", None, "{}", StatusCode::UNSUPPORTED_MEDIA_TYPE, "application/json"),
+        (
+            "unknown form field",
+            form,
+            "client_id=a&message=x&colour=red",
+            StatusCode::BAD_REQUEST,
+            "unknown field",
+        ),
+        (
+            "form broadcast not a bool",
+            form,
+            "broadcast=maybe&message=x",
+            StatusCode::BAD_REQUEST,
+            "",
+        ),
+    ];
+    for (case, content_type, body, status, hint) in cases {
+        assert_error(case, send(content_type, body).await, status, hint);
+    }
 }
 
 #[tokio::test]
 async fn wrong_methods_get_a_json_405() {
-    let server = TestServer::start().await;
+    let server = InProcess::with(&[]);
     for (method, path) in [
         (Method::GET, "/push"),
         (Method::POST, "/sse"),
         (Method::DELETE, "/jobs/demo"),
         (Method::PUT, "/clients"),
     ] {
-        let response = server.http.request(method.clone(), server.url(path)).send().await.unwrap();
+        let (status, _, body) = server.send(method.clone(), path, None, "").await;
         assert_error(
             &format!("{method} {path}"),
-            json_response(response).await,
+            (status, body),
             StatusCode::METHOD_NOT_ALLOWED,
             "method",
         );
@@ -237,7 +243,7 @@ async fn a_push_by_get_says_how_to_push_and_pushes_nothing() {
 
 #[tokio::test]
 async fn bad_task_requests_are_refused() {
-    let server = TestServer::start().await;
+    let server = InProcess::with(&[]);
     let (_, created) = server.post("/jobs", json!({"title": "t", "total": 2})).await;
     let job = created["id"].as_str().unwrap().to_owned();
     let cases = [
@@ -300,7 +306,7 @@ async fn bad_task_requests_are_refused() {
 
 #[tokio::test]
 async fn the_task_limit_answers_429() {
-    let server = TestServer::start_with(&["--max-jobs", "2"]).await;
+    let server = InProcess::with(&["--max-jobs", "2"]);
     for _ in 0..2 {
         assert_eq!(
             server.post("/jobs", json!({"title": "t", "total": 1})).await.0,

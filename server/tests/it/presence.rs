@@ -42,4 +42,15 @@ async fn healthz_and_metrics_answer() {
     assert!(text.contains("\nherald_connections 1\n"), "{text}");
     assert!(text.contains("herald_messages_published_total{target=\"broadcast\"} 1"), "{text}");
     assert!(text.contains("herald_deliveries_total 1"), "{text}");
+    for name in ["process_resident_memory_bytes", "process_open_fds", "process_cpu_seconds_total"] {
+        assert!(text.contains(&format!("\n{name} ")), "{name} in {text}");
+    }
+
+    // What Prometheus asks for, it gets: OpenMetrics, ending with `# EOF`.
+    let accept = "application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5";
+    let response =
+        server.http.get(server.url("/metrics")).header("accept", accept).send().await.unwrap();
+    let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
+    assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
+    assert!(response.text().await.unwrap().ends_with("# EOF\n"));
 }

@@ -6,12 +6,12 @@
 use std::sync::{Arc, Mutex};
 
 use super::window::Window;
-use super::{Accepted, Missed};
+use super::{Accepted, Replay};
 use crate::hub::fanout::{Fanout, Message};
 use crate::hub::history::{History, HistoryOptions};
 use crate::hub::registry::ClientPresence;
 use crate::hub::subscriber::Handoff;
-use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
+use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, GapReason, Position, Target};
 use crate::hub::{WRITE_BEFORE_ANSWER, lock};
 use crate::sse;
 
@@ -91,7 +91,7 @@ impl MemoryBroker {
         Accepted { id, delivered }
     }
 
-    pub(crate) fn missed(&self, last_event_id: &str, targets: &[Target]) -> Missed {
+    pub(crate) fn missed(&self, last_event_id: &str, targets: &[Target]) -> Replay {
         let mut state = lock(&self.state);
         let known = last_event_id
             .parse::<Position>()
@@ -101,13 +101,17 @@ impl MemoryBroker {
         match known {
             Some(seen) => {
                 let missed = state.history.missed_since(seen.seq, targets);
-                Missed { frames: missed.frames, gap: missed.gap.then_some("evicted"), head }
+                Replay {
+                    frames: missed.frames,
+                    gap: missed.gap.then_some(GapReason::Evicted),
+                    head,
+                }
             }
             // An id from another history (this node restarted, say): everything held
             // is newer than it, and whatever came before is unknowable.
             None => {
                 let missed = state.history.missed_since(0, targets);
-                Missed { frames: missed.frames, gap: Some("unknown"), head }
+                Replay { frames: missed.frames, gap: Some(GapReason::Unknown), head }
             }
         }
     }

@@ -15,15 +15,51 @@ mod window;
 use bytes::Bytes;
 
 use super::registry::ClientPresence;
-use super::types::{ClientId, EventId, Position, Target};
+use super::types::{ClientId, EventId, GapReason, Position, Target};
 
-/// The broker could not do what was asked; nothing was published.
+/// The broker could not do what was asked.
+///
+/// Its `Display` is what a client may be told; [`Unavailable::cause`] is what the log
+/// is told, and may hold the broker client's own error text (an OS error, a script
+/// error), which never leaves the node.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Unavailable(pub String);
+pub enum Unavailable {
+    /// A command to the broker failed, or its answer made no sense.
+    Unreachable {
+        /// What failed, for the log only.
+        cause: String,
+    },
+    /// The broker is reachable but cannot give what was asked now, for a reason
+    /// Herald states (too few replicas confirmed, not subscribed yet).
+    NotNow(String),
+}
+
+impl Unavailable {
+    /// A failed command, with what failed (for the log).
+    pub(crate) fn unreachable(cause: impl std::fmt::Display) -> Self {
+        Self::Unreachable { cause: cause.to_string() }
+    }
+
+    /// Everything known about the failure, for the log.
+    pub fn cause(&self) -> &str {
+        match self {
+            Self::Unreachable { cause } => cause,
+            Self::NotNow(reason) => reason,
+        }
+    }
+
+    /// Whether the answer to a client leaves the cause out, so it must be logged.
+    pub fn hides_cause(&self) -> bool {
+        matches!(self, Self::Unreachable { .. })
+    }
+}
 
 impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "the message broker is unavailable: {}", self.0)
+        match self {
+            Self::Unreachable { .. } => f.write_str("the message broker is unreachable"),
+            Self::NotNow(reason) => write!(f, "the message broker is unavailable: {reason}"),
+        }
     }
 }
 
@@ -39,14 +75,14 @@ pub(crate) struct Accepted {
     pub delivered: usize,
 }
 
-/// What a resuming connection missed.
+/// What a resuming connection is replayed: what it missed that is still held, and
+/// why not everything is, when not.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Missed {
+pub(crate) struct Replay {
     /// The held messages newer than the client's id, in order.
     pub frames: Vec<Bytes>,
-    /// Why some messages after the id are not among them, if some are not:
-    /// `evicted` (history bounds) or `unknown` (an id from another history).
-    pub gap: Option<&'static str>,
+    /// Why some messages after the id are not among them, if some are not.
+    pub gap: Option<GapReason>,
     /// The newest position the history had when it was read: the replay covers
     /// everything up to it.
     pub head: Position,
@@ -58,7 +94,7 @@ pub(crate) enum Health {
     /// Working.
     Ok,
     /// Not reachable; with what went wrong.
-    Degraded(String),
+    Degraded(Unavailable),
 }
 
 /// The broker a hub runs on.
@@ -97,7 +133,7 @@ impl Broker {
         &self,
         last_event_id: &str,
         targets: &[Target],
-    ) -> Result<Missed, Unavailable> {
+    ) -> Result<Replay, Unavailable> {
         match self {
             Self::Memory(broker) => Ok(broker.missed(last_event_id, targets)),
             Self::Redis(broker) => broker.missed(last_event_id, targets).await,

@@ -35,20 +35,24 @@ use redis::aio::ConnectionManager;
 use redis::{RedisError, Script};
 use tokio_util::sync::CancellationToken;
 
+mod bus;
+mod keys;
 mod link;
 mod replicas;
 
+use bus::BusMessage;
+pub(crate) use keys::Keys;
 use link::CONNECT_TIMEOUT;
 pub(crate) use link::Link;
 use replicas::{NotReplicated, invoke_confirmed};
 
-use super::{Accepted, Health, Missed, Unavailable, merge_presence};
+use super::{Accepted, Health, Replay, Unavailable, merge_presence};
 use crate::hub::RedisOptions;
-use crate::hub::fanout::{Fanout, Message};
+use crate::hub::fanout::Fanout;
 use crate::hub::history::HistoryOptions;
-use crate::hub::jobs::redis::JobWatchers;
 use crate::hub::registry::ClientPresence;
-use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, Position, Target};
+use crate::hub::types::{ClientId, DisconnectReason, Epoch, EventId, GapReason, Position, Target};
+use crate::metrics::Metrics;
 
 /// The epoch rule every script that gives or reads ids shares (see the file).
 const EPOCH: &str = include_str!("redis/epoch.lua");
@@ -83,7 +87,7 @@ pub(crate) struct RedisBroker {
     history: HistoryOptions,
     presence_ttl: Duration,
     fanout: Arc<Fanout>,
-    job_watchers: Arc<JobWatchers>,
+    metrics: Arc<Metrics>,
     /// Whether this node is subscribed to the bus (and so sees every message).
     subscribed: AtomicBool,
 }
@@ -91,49 +95,10 @@ pub(crate) struct RedisBroker {
 impl std::fmt::Debug for RedisBroker {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("RedisBroker")
-            .field("prefix", &self.keys.prefix)
+            .field("prefix", &self.keys.prefix())
             .field("node_id", &self.node_id)
             .field("subscribed", &self.subscribed.load(Ordering::Relaxed))
             .finish_non_exhaustive()
-    }
-}
-
-/// Every key and channel name, under the configured prefix.
-#[derive(Debug)]
-struct Keys {
-    prefix: String,
-}
-
-impl Keys {
-    fn epoch(&self) -> String {
-        format!("{}:epoch", self.prefix)
-    }
-    fn seq(&self) -> String {
-        format!("{}:seq", self.prefix)
-    }
-    fn age_log(&self) -> String {
-        format!("{}:age", self.prefix)
-    }
-    fn history(&self, target: &Target) -> String {
-        format!("{}:h:{}", self.prefix, target.key())
-    }
-    fn evicted(&self, target: &Target) -> String {
-        format!("{}:e:{}", self.prefix, target.key())
-    }
-    fn nodes(&self) -> String {
-        format!("{}:nodes", self.prefix)
-    }
-    fn node_prefix(&self) -> String {
-        format!("{}:node:", self.prefix)
-    }
-    fn node_clients(&self, node: &str) -> String {
-        format!("{}:node:{node}:clients", self.prefix)
-    }
-    fn node_counts(&self, node: &str) -> String {
-        format!("{}:node:{node}:counts", self.prefix)
-    }
-    fn bus(&self) -> String {
-        format!("{}:bus", self.prefix)
     }
 }
 
@@ -145,26 +110,25 @@ impl RedisBroker {
         options: &RedisOptions,
         history: &HistoryOptions,
         fanout: Arc<Fanout>,
-        job_watchers: Arc<JobWatchers>,
-        metrics: Arc<crate::metrics::Metrics>,
+        metrics: Arc<Metrics>,
         stop: CancellationToken,
     ) -> Result<Arc<Self>, RedisError> {
-        let link = Arc::new(Link::new(options, metrics)?);
+        let link = Arc::new(Link::new(options, metrics.clone())?);
         let broker = Arc::new(Self {
             link,
             min_replicas: options.min_replicas,
-            keys: Keys { prefix: options.prefix.clone() },
+            keys: Keys::new(&options.prefix),
             node_id: options.node_id.clone(),
             history: history.clone(),
             presence_ttl: options.presence_ttl,
             fanout,
-            job_watchers,
+            metrics,
             subscribed: AtomicBool::new(false),
         });
         tokio::spawn(broker.link().keep_following(stop.clone()));
         tokio::spawn(listen(Arc::downgrade(&broker), stop.clone()));
         tokio::spawn(report_presence(Arc::downgrade(&broker), stop));
-        let (node, prefix) = (&broker.node_id, &broker.keys.prefix);
+        let (node, prefix) = (&broker.node_id, broker.keys.prefix());
         match (&options.sentinel, broker.link.endpoint()) {
             (Some(sentinel), _) => tracing::info!(
                 %node, %prefix,
@@ -203,7 +167,9 @@ impl RedisBroker {
         frame_without_id: &[u8],
     ) -> Result<Accepted, Unavailable> {
         if !self.subscribed.load(Ordering::Acquire) {
-            return Err(Unavailable("this node is not subscribed to Redis; reconnecting".into()));
+            return Err(Unavailable::NotNow(
+                "this node is not subscribed to Redis; reconnecting".into(),
+            ));
         }
         let mut conn = self.conn()?;
         let mut invocation = PUBLISH.prepare_invoke();
@@ -222,16 +188,20 @@ impl RedisBroker {
             .arg(millis(self.history.ttl))
             .arg(self.history.per_target)
             .arg(self.keys.node_prefix());
+        let sent = std::time::Instant::now();
         let (epoch, seq, delivered): (String, u64, usize) = if self.min_replicas == 0 {
             invocation.invoke_async(&mut conn).await.map_err(|error| self.unavailable(&error))?
         } else {
             invoke_confirmed(&invocation, self.min_replicas, &mut conn).await.map_err(|error| {
                 match error {
                     NotReplicated::Failed(error) => self.unavailable(&error),
-                    too_few @ NotReplicated::TooFew { .. } => Unavailable(too_few.to_string()),
+                    too_few @ NotReplicated::TooFew { .. } => {
+                        Unavailable::NotNow(too_few.to_string())
+                    }
                 }
             })?
         };
+        self.metrics.redis_round_trip(sent.elapsed());
         let epoch = parse_epoch(&epoch)?;
         Ok(Accepted { id: EventId { epoch, seq, kind: target.kind() }, delivered })
     }
@@ -240,7 +210,7 @@ impl RedisBroker {
         &self,
         last_event_id: &str,
         targets: &[Target],
-    ) -> Result<Missed, Unavailable> {
+    ) -> Result<Replay, Unavailable> {
         let (epoch, seq) = match last_event_id.parse::<Position>() {
             Ok(seen) => (seen.epoch.as_str().to_owned(), seen.seq),
             Err(_) => (String::new(), 0),
@@ -256,11 +226,14 @@ impl RedisBroker {
             .arg(millis(self.history.ttl))
             .arg(self.history.per_target)
             .arg(Epoch::random().as_str());
+        let sent = std::time::Instant::now();
         let reply: Vec<Vec<u8>> = invocation
             .invoke_async(&mut self.conn()?)
             .await
             .map_err(|error| self.unavailable(&error))?;
-        parse_missed(reply).ok_or_else(|| Unavailable("Redis sent a malformed history".into()))
+        self.metrics.redis_round_trip(sent.elapsed());
+        parse_missed(reply)
+            .ok_or_else(|| Unavailable::unreachable("Redis sent a malformed history"))
     }
 
     pub(crate) async fn disconnect(&self, client: &ClientId) -> Result<usize, Unavailable> {
@@ -292,17 +265,20 @@ impl RedisBroker {
 
     pub(crate) async fn health(&self) -> Health {
         if !self.subscribed.load(Ordering::Acquire) {
-            return Health::Degraded("not subscribed to Redis; reconnecting".to_owned());
+            let reason = "not subscribed to Redis; reconnecting";
+            return Health::Degraded(Unavailable::NotNow(reason.to_owned()));
         }
         let mut conn = match self.conn() {
             Ok(conn) => conn,
-            Err(unavailable) => return Health::Degraded(unavailable.0),
+            Err(unavailable) => return Health::Degraded(unavailable),
         };
         let ping = redis::cmd("PING");
         match tokio::time::timeout(PING_TIMEOUT, ping.query_async::<String>(&mut conn)).await {
             Ok(Ok(_)) => Health::Ok,
-            Ok(Err(error)) => Health::Degraded(format!("Redis is unavailable: {error}")),
-            Err(_) => Health::Degraded("Redis did not answer PING in time".to_owned()),
+            Ok(Err(error)) => Health::Degraded(unavailable(&error)),
+            Err(_) => {
+                Health::Degraded(Unavailable::unreachable("Redis did not answer PING in time"))
+            }
         }
     }
 
@@ -355,10 +331,9 @@ impl RedisBroker {
         Ok(())
     }
 
-    /// Closes every stream on this node, task watchers included, so that their
-    /// clients resume from history; returns how many client streams were open.
+    /// Closes every stream on this node, task streams included, so that their
+    /// clients resume from history; returns how many were open.
     fn close_streams_to_resume(&self) -> usize {
-        self.job_watchers.close_all(DisconnectReason::Resync);
         self.fanout.close_all(DisconnectReason::Resync)
     }
 
@@ -387,8 +362,8 @@ impl RedisBroker {
                 self.follow_epoch(&message.position);
                 self.fanout.deliver(&message, None);
             }
-            Some(BusMessage::Task { id, n, finished, frame }) => {
-                self.job_watchers.deliver(&id, n, finished, &frame);
+            Some(BusMessage::Task { job, n, last, frame }) => {
+                self.fanout.deliver_task_event(&job, n, &frame, last);
             }
             Some(BusMessage::Kick(client)) => {
                 self.fanout.close_target(&Target::Client(client), DisconnectReason::Kicked);
@@ -454,44 +429,9 @@ impl RedisBroker {
     }
 }
 
-/// What travels on the bus.
-enum BusMessage {
-    /// `m {epoch} {seq} {target}\n{frame}`: a message to deliver.
-    Deliver(Message),
-    /// `j {task} {n} {finished}\n{frame}`: event `n` of a task.
-    Task { id: String, n: u64, finished: bool, frame: Bytes },
-    /// `k {client}`: close this client's streams.
-    Kick(ClientId),
-}
-
-impl BusMessage {
-    fn parse(payload: &[u8]) -> Option<Self> {
-        let header_end = payload.iter().position(|&byte| byte == b'\n').unwrap_or(payload.len());
-        let header = std::str::from_utf8(&payload[..header_end]).ok()?;
-        let mut fields = header.split(' ');
-        match fields.next()? {
-            "m" => {
-                let epoch = Epoch::from_text(fields.next()?)?;
-                let seq = fields.next()?.parse().ok()?;
-                let target = Target::from_key(fields.next()?)?;
-                let frame = Bytes::copy_from_slice(payload.get(header_end + 1..)?);
-                Some(Self::Deliver(Message { position: Position { epoch, seq }, target, frame }))
-            }
-            "j" => Some(Self::Task {
-                id: fields.next()?.to_owned(),
-                n: fields.next()?.parse().ok()?,
-                finished: fields.next()? == "1",
-                frame: Bytes::copy_from_slice(payload.get(header_end + 1..)?),
-            }),
-            "k" => Some(Self::Kick(fields.next()?.parse().ok()?)),
-            _ => None,
-        }
-    }
-}
-
 /// `[epoch, head, gap, unknown, rank, seq, frame, rank, seq, frame, …]` from
 /// `missed.lua`; frames are replayed by rank (their epoch's place in time), then seq.
-fn parse_missed(reply: Vec<Vec<u8>>) -> Option<Missed> {
+fn parse_missed(reply: Vec<Vec<u8>>) -> Option<Replay> {
     let mut fields = reply.into_iter();
     let text = |bytes: Vec<u8>| String::from_utf8(bytes).ok();
     let epoch = Epoch::from_text(&text(fields.next()?)?)?;
@@ -505,8 +445,8 @@ fn parse_missed(reply: Vec<Vec<u8>>) -> Option<Missed> {
         frames.push(((rank, seq), Bytes::from(fields.next()?)));
     }
     frames.sort_unstable_by_key(|(order, _)| *order);
-    let gap = if unknown { Some("unknown") } else { gap.then_some("evicted") };
-    Some(Missed {
+    let gap = if unknown { Some(GapReason::Unknown) } else { gap.then_some(GapReason::Evicted) };
+    Some(Replay {
         frames: frames.into_iter().map(|(_, frame)| frame).collect(),
         gap,
         head: Position { epoch, seq: head },
@@ -561,6 +501,7 @@ async fn listen(broker: Weak<RedisBroker>, stop: CancellationToken) {
                         }
                         if let Some(strong) = broker.upgrade() {
                             strong.subscribed.store(false, Ordering::Release);
+                            strong.metrics.redis_reconnecting();
                         }
                         tracing::warn!("lost the Redis subscription; reconnecting");
                         continue;
@@ -652,34 +593,14 @@ async fn report_presence(broker: Weak<RedisBroker>, stop: CancellationToken) {
 }
 
 fn unavailable(error: &RedisError) -> Unavailable {
-    Unavailable(error.to_string())
+    Unavailable::unreachable(error)
 }
 
 fn parse_epoch(text: &str) -> Result<Epoch, Unavailable> {
-    Epoch::from_text(text).ok_or_else(|| Unavailable("Redis holds a malformed epoch".to_owned()))
+    Epoch::from_text(text).ok_or_else(|| Unavailable::unreachable("Redis holds a malformed epoch"))
 }
 
 /// A duration as Redis takes it (`PEXPIRE`, script arguments).
 pub(crate) fn millis(duration: Duration) -> u64 {
     u64::try_from(duration.as_millis()).unwrap_or(u64::MAX)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bus_messages_round_trip() {
-        let Some(BusMessage::Deliver(message)) =
-            BusMessage::parse(b"m 3f9a0c1e 42 t:news/eu\nid: 3f9a0c1e-42-t\ndata: a\n\n")
-        else {
-            panic!("not a delivery");
-        };
-        assert_eq!(message.position.seq, 42);
-        assert_eq!(message.target, Target::Topic("news/eu".parse().unwrap()));
-        assert_eq!(&message.frame[..], b"id: 3f9a0c1e-42-t\ndata: a\n\n");
-        assert!(matches!(BusMessage::parse(b"k tab-1"), Some(BusMessage::Kick(_))));
-        assert!(BusMessage::parse(b"m bad").is_none());
-        assert!(BusMessage::parse(b"x 1").is_none());
-    }
 }

@@ -10,11 +10,12 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    JobError, JobOptions, JobSnapshot, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL, Watch,
+    JobError, JobOptions, JobSnapshot, JobState, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL, Watch,
 };
+use crate::hub::fanout::Fanout;
 use crate::hub::lock;
-use crate::hub::subscriber::{Subscriber, Subscription};
-use crate::hub::types::DisconnectReason;
+use crate::hub::subscriber::Subscriber;
+use crate::hub::types::{DisconnectReason, JobId};
 use crate::metrics::Metrics;
 use crate::sse;
 
@@ -27,9 +28,12 @@ pub(crate) struct MemoryJobs {
 #[derive(Debug)]
 struct Shared {
     /// A `std` mutex: every operation is a short map update that never awaits.
-    jobs: Mutex<HashMap<String, Job>>,
+    /// Locked before the fan-out's lock when both are held.
+    jobs: Mutex<HashMap<JobId, Job>>,
     options: JobOptions,
     queue_capacity: usize,
+    /// Where the streams watching a task are.
+    fanout: Arc<Fanout>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
 }
@@ -46,8 +50,6 @@ struct Job {
     /// Encoded events; `events[0]` has id `first_event_id`.
     events: VecDeque<Bytes>,
     first_event_id: u64,
-    watchers: HashMap<u64, Arc<Subscriber>>,
-    next_watcher: u64,
 }
 
 impl Job {
@@ -55,12 +57,12 @@ impl Job {
         self.first_event_id + self.events.len() as u64 - 1
     }
 
-    fn record(&mut self, name: &str, data: &Value) {
+    /// Appends an event to the log and hands it to the task's watchers (`last`: it
+    /// ends their streams).
+    fn record(&mut self, job: &JobId, fanout: &Fanout, name: &str, data: &Value, last: bool) {
         let id = self.last_event_id() + 1;
         let frame = sse::encode_event(Some(&id.to_string()), Some(name), &data.to_string());
-        for watcher in self.watchers.values() {
-            watcher.offer(id, &frame, None);
-        }
+        fanout.deliver_task_event(job, id, &frame, last);
         self.events.push_back(frame);
         if self.events.len() > MAX_EVENTS_PER_JOB {
             self.events.pop_front();
@@ -69,20 +71,17 @@ impl Job {
         self.updated = Instant::now();
     }
 
-    fn record_progress(&mut self) {
+    fn record_progress(&mut self, job: &JobId, fanout: &Fanout) {
         let mut data = json!({"step": self.step, "total": self.total});
         if let Some(message) = &self.message {
             data["message"] = json!(message);
         }
-        self.record("progress", &data);
+        self.record(job, fanout, "progress", &data, false);
     }
 
-    fn end(&mut self, outcome: Outcome) {
-        self.record("done", &super::done_data(&outcome));
+    fn end(&mut self, job: &JobId, fanout: &Fanout, outcome: Outcome) {
+        self.record(job, fanout, "done", &super::done_data(&outcome), true);
         self.outcome = Some(outcome);
-        for watcher in self.watchers.values() {
-            watcher.close(DisconnectReason::Finished);
-        }
     }
 }
 
@@ -90,6 +89,7 @@ impl MemoryJobs {
     pub(crate) fn new(
         options: JobOptions,
         queue_capacity: usize,
+        fanout: Arc<Fanout>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Self {
@@ -98,6 +98,7 @@ impl MemoryJobs {
                 jobs: Mutex::default(),
                 options,
                 queue_capacity,
+                fanout,
                 metrics,
                 shutdown,
             }),
@@ -111,7 +112,7 @@ impl MemoryJobs {
     /// # Errors
     /// [`JobError::TooMany`] when the node holds `max_jobs` tasks,
     /// [`JobError::ShuttingDown`] during shutdown.
-    pub(crate) fn create(&self, title: String, total: u64) -> Result<String, JobError> {
+    pub(crate) fn create(&self, title: String, total: u64) -> Result<JobId, JobError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
@@ -119,7 +120,7 @@ impl MemoryJobs {
         if jobs.len() >= self.shared.options.max_jobs {
             return Err(JobError::TooMany);
         }
-        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let id = JobId::random();
         let mut job = Job {
             title,
             total,
@@ -130,10 +131,8 @@ impl MemoryJobs {
             updated: Instant::now(),
             events: VecDeque::new(),
             first_event_id: 1,
-            watchers: HashMap::new(),
-            next_watcher: 0,
         };
-        job.record_progress();
+        job.record_progress(&id, &self.shared.fanout);
         jobs.insert(id.clone(), job);
         drop(jobs);
         self.shared.metrics.job_created();
@@ -147,17 +146,17 @@ impl MemoryJobs {
     /// [`JobError::StepOutOfRange`].
     pub(crate) fn progress(
         &self,
-        id: &str,
+        id: &JobId,
         step: u64,
         message: Option<String>,
     ) -> Result<(), JobError> {
-        self.update(id, |job| {
+        self.update(id, |job, fanout| {
             if step > job.total {
                 return Err(JobError::StepOutOfRange { step, total: job.total });
             }
             job.step = step;
             job.message = message;
-            job.record_progress();
+            job.record_progress(id, fanout);
             Ok(())
         })
     }
@@ -166,9 +165,9 @@ impl MemoryJobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`] or [`JobError::AlreadyFinished`].
-    pub(crate) fn finish(&self, id: &str, outcome: Outcome) -> Result<(), JobError> {
-        self.update(id, |job| {
-            job.end(outcome);
+    pub(crate) fn finish(&self, id: &JobId, outcome: Outcome) -> Result<(), JobError> {
+        self.update(id, |job, fanout| {
+            job.end(id, fanout, outcome);
             Ok(())
         })?;
         self.shared.metrics.job_finished();
@@ -177,31 +176,31 @@ impl MemoryJobs {
 
     fn update(
         &self,
-        id: &str,
-        change: impl FnOnce(&mut Job) -> Result<(), JobError>,
+        id: &JobId,
+        change: impl FnOnce(&mut Job, &Fanout) -> Result<(), JobError>,
     ) -> Result<(), JobError> {
         let mut jobs = lock(&self.shared.jobs);
         let job = jobs.get_mut(id).ok_or(JobError::NotFound)?;
         if job.outcome.is_some() {
             return Err(JobError::AlreadyFinished);
         }
-        change(job)
+        change(job, &self.shared.fanout)
     }
 
     /// The task's current state.
     ///
     /// # Errors
     /// [`JobError::NotFound`].
-    pub(crate) fn snapshot(&self, id: &str) -> Result<JobSnapshot, JobError> {
+    pub(crate) fn snapshot(&self, id: &JobId) -> Result<JobSnapshot, JobError> {
         let jobs = lock(&self.shared.jobs);
         let job = jobs.get(id).ok_or(JobError::NotFound)?;
         let (state, result, error) = match &job.outcome {
-            None => ("running", None, None),
-            Some(Outcome::Result(result)) => ("done", Some(result.clone()), None),
-            Some(Outcome::Error(error)) => ("failed", None, Some(error.clone())),
+            None => (JobState::Running, None, None),
+            Some(Outcome::Result(result)) => (JobState::Done, Some(result.clone()), None),
+            Some(Outcome::Error(error)) => (JobState::Failed, None, Some(error.clone())),
         };
         Ok(JobSnapshot {
-            id: id.to_owned(),
+            id: id.clone(),
             title: job.title.clone(),
             state,
             step: job.step,
@@ -219,12 +218,14 @@ impl MemoryJobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`], or [`JobError::ShuttingDown`] during shutdown.
-    pub(crate) fn watch(&self, id: &str, last_event_id: Option<&str>) -> Result<Watch, JobError> {
+    pub(crate) fn watch(&self, id: &JobId, last_event_id: Option<&str>) -> Result<Watch, JobError> {
         if self.shared.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
-        let mut jobs = lock(&self.shared.jobs);
-        let job = jobs.get_mut(id).ok_or(JobError::NotFound)?;
+        // The log is read and the watcher registered under the tasks' lock, which
+        // every new event takes: none falls in between, none comes twice.
+        let jobs = lock(&self.shared.jobs);
+        let job = jobs.get(id).ok_or(JobError::NotFound)?;
         let last_seen =
             last_event_id.and_then(super::event_number).filter(|&seen| seen <= job.last_event_id());
         if job.outcome.is_some() && last_seen == Some(job.last_event_id()) {
@@ -234,35 +235,13 @@ impl MemoryJobs {
             last_seen.map_or(0, |seen| (seen + 1).saturating_sub(job.first_event_id) as usize);
         let replay: VecDeque<Bytes> = job.events.iter().skip(skip).cloned().collect();
         let subscriber = Arc::new(Subscriber::new(self.shared.queue_capacity));
-        let watcher = job.next_watcher;
-        job.next_watcher += 1;
+        let fanout = &self.shared.fanout;
+        let conn = fanout.watch_task(id.clone(), subscriber.clone());
         if job.outcome.is_some() {
             subscriber.close(DisconnectReason::Finished);
-        } else {
-            job.watchers.insert(watcher, subscriber.clone());
         }
         drop(jobs);
-        self.shared.metrics.connection_opened();
-        let shared = Arc::downgrade(&self.shared);
-        let id = id.to_owned();
-        let unregister = Box::new(move |reason| {
-            if let Some(shared) = shared.upgrade() {
-                if let Some(job) = lock(&shared.jobs).get_mut(&id) {
-                    job.watchers.remove(&watcher);
-                }
-                shared.metrics.connection_closed(reason);
-            }
-        });
-        Ok(Watch::Stream(Subscription::new(replay, None, subscriber, unregister)))
-    }
-
-    /// Ends every watcher's stream; tasks stay as they are.
-    pub(crate) fn shutdown(&self) {
-        for job in lock(&self.shared.jobs).values() {
-            for watcher in job.watchers.values() {
-                watcher.close(DisconnectReason::Shutdown);
-            }
-        }
+        Ok(Watch::Stream(fanout.subscription(conn, subscriber).with_replay(replay, None)))
     }
 
     /// How many tasks the node holds.
@@ -280,12 +259,13 @@ impl MemoryJobs {
         let options = &self.shared.options;
         let mut jobs = lock(&self.shared.jobs);
         let mut abandoned = 0;
-        jobs.retain(|_, job| {
+        jobs.retain(|id, job| {
             let idle = job.updated.elapsed();
             match job.outcome {
                 Some(_) => idle < options.ttl,
                 None if idle >= options.idle_timeout => {
-                    job.end(Outcome::Error(super::abandoned_error(options.idle_timeout)));
+                    let error = super::abandoned_error(options.idle_timeout);
+                    job.end(id, &self.shared.fanout, Outcome::Error(error));
                     abandoned += 1;
                     true
                 }
@@ -322,7 +302,9 @@ mod tests {
     use super::*;
 
     fn jobs(options: JobOptions) -> MemoryJobs {
-        MemoryJobs::new(options, 16, Arc::new(Metrics::default()), CancellationToken::new())
+        let metrics = Arc::new(Metrics::default());
+        let fanout = Arc::new(Fanout::new(metrics.clone(), None, false));
+        MemoryJobs::new(options, 16, fanout, metrics, CancellationToken::new())
     }
 
     const OPTIONS: JobOptions = JobOptions {
@@ -337,7 +319,7 @@ mod tests {
         let id = jobs.create("t".to_owned(), 1).unwrap();
         jobs.finish(&id, Outcome::Result(json!(1))).unwrap();
         tokio::time::sleep(Duration::from_secs(59)).await;
-        assert_eq!(jobs.snapshot(&id).unwrap().state, "done");
+        assert_eq!(jobs.snapshot(&id).unwrap().state, JobState::Done);
         tokio::time::sleep(Duration::from_secs(2)).await;
         assert_eq!(jobs.snapshot(&id), Err(JobError::NotFound));
         assert_eq!(jobs.len(), 0);
@@ -351,10 +333,10 @@ mod tests {
             tokio::time::sleep(Duration::from_secs(500)).await;
             jobs.progress(&id, step, None).unwrap();
         }
-        assert_eq!(jobs.snapshot(&id).unwrap().state, "running");
+        assert_eq!(jobs.snapshot(&id).unwrap().state, JobState::Running);
         tokio::time::sleep(Duration::from_secs(601)).await;
         let snapshot = jobs.snapshot(&id).unwrap();
-        assert_eq!(snapshot.state, "failed");
+        assert_eq!(snapshot.state, JobState::Failed);
         assert_eq!(snapshot.error.as_deref(), Some("abandoned: no update for 10m"));
     }
 

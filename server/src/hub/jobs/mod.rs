@@ -17,7 +17,9 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::{Value, json};
 
+use super::broker::Unavailable;
 use super::subscriber::Subscription;
+use super::types::JobId;
 
 pub(crate) use memory::MemoryJobs;
 use redis::RedisJobs;
@@ -69,7 +71,7 @@ pub enum JobError {
     /// The node is shutting down.
     ShuttingDown,
     /// The broker that holds tasks cannot be reached.
-    Unavailable(String),
+    Unavailable(Unavailable),
 }
 
 impl std::fmt::Display for JobError {
@@ -80,7 +82,7 @@ impl std::fmt::Display for JobError {
             Self::StepOutOfRange { step, total } => write!(f, "step {step} is outside 0..={total}"),
             Self::TooMany => f.write_str("too many tasks on this node; retry later"),
             Self::ShuttingDown => f.write_str("this node is shutting down; retry on another node"),
-            Self::Unavailable(error) => write!(f, "the message broker is unavailable: {error}"),
+            Self::Unavailable(unavailable) => unavailable.fmt(f),
         }
     }
 }
@@ -96,15 +98,51 @@ pub enum Outcome {
     Error(String),
 }
 
+/// Where a task is in its life: running until it ends, done or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum JobState {
+    /// Still taking progress.
+    Running,
+    /// Ended with a result.
+    Done,
+    /// Ended with an error (given by its worker, or abandoned).
+    Failed,
+}
+
+impl JobState {
+    /// The name `GET /jobs/ID` reports and Redis stores.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "running",
+            Self::Done => "done",
+            Self::Failed => "failed",
+        }
+    }
+}
+
+impl std::str::FromStr for JobState {
+    type Err = ();
+
+    fn from_str(name: &str) -> Result<Self, ()> {
+        match name {
+            "running" => Ok(Self::Running),
+            "done" => Ok(Self::Done),
+            "failed" => Ok(Self::Failed),
+            _ => Err(()),
+        }
+    }
+}
+
 /// A task's state, as `GET /jobs/ID` reports it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobSnapshot {
     /// The task's id.
-    pub id: String,
+    pub id: JobId,
     /// What the task is, for people.
     pub title: String,
-    /// `running`, `done` or `failed`.
-    pub state: &'static str,
+    /// Running, done or failed.
+    pub state: JobState,
     /// The last step reported.
     pub step: u64,
     /// The number of steps.
@@ -165,7 +203,7 @@ impl Jobs {
     /// # Errors
     /// [`JobError::TooMany`] when `max_jobs` tasks are held,
     /// [`JobError::ShuttingDown`] during shutdown, [`JobError::Unavailable`].
-    pub async fn create(&self, title: String, total: u64) -> Result<String, JobError> {
+    pub async fn create(&self, title: String, total: u64) -> Result<JobId, JobError> {
         match &self.store {
             Store::Memory(jobs) => jobs.create(title, total),
             Store::Redis(jobs) => jobs.create(title, total).await,
@@ -179,7 +217,7 @@ impl Jobs {
     /// [`JobError::StepOutOfRange`] or [`JobError::Unavailable`].
     pub async fn progress(
         &self,
-        id: &str,
+        id: &JobId,
         step: u64,
         message: Option<String>,
     ) -> Result<(), JobError> {
@@ -194,7 +232,7 @@ impl Jobs {
     /// # Errors
     /// [`JobError::NotFound`], [`JobError::AlreadyFinished`] or
     /// [`JobError::Unavailable`].
-    pub async fn finish(&self, id: &str, outcome: Outcome) -> Result<(), JobError> {
+    pub async fn finish(&self, id: &JobId, outcome: Outcome) -> Result<(), JobError> {
         match &self.store {
             Store::Memory(jobs) => jobs.finish(id, outcome),
             Store::Redis(jobs) => jobs.finish(id, outcome).await,
@@ -205,7 +243,7 @@ impl Jobs {
     ///
     /// # Errors
     /// [`JobError::NotFound`] or [`JobError::Unavailable`].
-    pub async fn snapshot(&self, id: &str) -> Result<JobSnapshot, JobError> {
+    pub async fn snapshot(&self, id: &JobId) -> Result<JobSnapshot, JobError> {
         match &self.store {
             Store::Memory(jobs) => jobs.snapshot(id),
             Store::Redis(jobs) => jobs.snapshot(id).await,
@@ -218,7 +256,7 @@ impl Jobs {
     /// # Errors
     /// [`JobError::NotFound`], [`JobError::ShuttingDown`] or
     /// [`JobError::Unavailable`].
-    pub async fn watch(&self, id: &str, last_event_id: Option<&str>) -> Result<Watch, JobError> {
+    pub async fn watch(&self, id: &JobId, last_event_id: Option<&str>) -> Result<Watch, JobError> {
         match &self.store {
             Store::Memory(jobs) => jobs.watch(id, last_event_id),
             Store::Redis(jobs) => jobs.watch(id, last_event_id).await,
@@ -230,7 +268,7 @@ impl Jobs {
     ///
     /// # Errors
     /// As [`Jobs::create`].
-    pub async fn start_demo(&self, steps: u64, interval: Duration) -> Result<String, JobError> {
+    pub async fn start_demo(&self, steps: u64, interval: Duration) -> Result<JobId, JobError> {
         let id = self.create(format!("Demo task ({steps} steps)"), steps).await?;
         let jobs = self.clone();
         let job = id.clone();
@@ -261,14 +299,6 @@ impl Jobs {
         match &self.store {
             Store::Memory(jobs) => jobs.stopped().await,
             Store::Redis(jobs) => jobs.stopped().await,
-        }
-    }
-
-    /// Ends every watcher's stream on this node; tasks stay as they are.
-    pub(crate) fn shutdown(&self) {
-        match &self.store {
-            Store::Memory(jobs) => jobs.shutdown(),
-            Store::Redis(jobs) => jobs.close_watchers(super::types::DisconnectReason::Shutdown),
         }
     }
 

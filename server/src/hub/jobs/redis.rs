@@ -10,8 +10,7 @@
 //! finished ones by expiry (so the task limit counts only live tasks).
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, LazyLock};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -21,13 +20,14 @@ use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    JobError, JobOptions, JobSnapshot, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL, Watch,
-    abandoned_error, done_data,
+    JobError, JobOptions, JobSnapshot, JobState, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL,
+    Watch, abandoned_error, done_data,
 };
-use crate::hub::broker::redis::{Link, millis};
-use crate::hub::lock;
-use crate::hub::subscriber::{Subscriber, Subscription};
-use crate::hub::types::DisconnectReason;
+use crate::hub::broker::Unavailable;
+use crate::hub::broker::redis::{Keys, Link, millis};
+use crate::hub::fanout::Fanout;
+use crate::hub::subscriber::Subscriber;
+use crate::hub::types::{DisconnectReason, JobId};
 use crate::metrics::Metrics;
 use crate::sse;
 
@@ -38,61 +38,19 @@ static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redi
 /// Tasks shared through Redis.
 pub(crate) struct RedisJobs {
     link: Arc<Link>,
-    prefix: String,
+    keys: Keys,
     options: JobOptions,
     queue_capacity: usize,
+    /// Where the streams watching a task are; the broker hands them task events
+    /// from the bus.
+    fanout: Arc<Fanout>,
     metrics: Arc<Metrics>,
     shutdown: CancellationToken,
-    watchers: Arc<JobWatchers>,
 }
 
 impl std::fmt::Debug for RedisJobs {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("RedisJobs").field("prefix", &self.prefix).finish_non_exhaustive()
-    }
-}
-
-/// This node's watchers of tasks, by task id; the broker hands them task events
-/// from the bus.
-#[derive(Debug, Default)]
-pub(crate) struct JobWatchers {
-    by_job: Mutex<HashMap<String, HashMap<u64, Arc<Subscriber>>>>,
-    next: AtomicU64,
-}
-
-impl JobWatchers {
-    /// Hands event `n` of task `id` to its watchers here; the final one ends them.
-    pub(crate) fn deliver(&self, id: &str, n: u64, finished: bool, frame: &Bytes) {
-        let by_job = lock(&self.by_job);
-        for watcher in by_job.get(id).into_iter().flat_map(HashMap::values) {
-            watcher.offer(n, frame, None);
-            if finished {
-                watcher.close(DisconnectReason::Finished);
-            }
-        }
-    }
-
-    /// Ends every watcher's stream.
-    pub(crate) fn close_all(&self, reason: DisconnectReason) {
-        for watcher in lock(&self.by_job).values().flat_map(HashMap::values) {
-            watcher.close(reason);
-        }
-    }
-
-    fn add(&self, id: &str, subscriber: Arc<Subscriber>) -> u64 {
-        let watcher = self.next.fetch_add(1, Ordering::Relaxed);
-        lock(&self.by_job).entry(id.to_owned()).or_default().insert(watcher, subscriber);
-        watcher
-    }
-
-    fn remove(&self, id: &str, watcher: u64) {
-        let mut by_job = lock(&self.by_job);
-        if let Some(watchers) = by_job.get_mut(id) {
-            watchers.remove(&watcher);
-            if watchers.is_empty() {
-                by_job.remove(id);
-            }
-        }
+        f.debug_struct("RedisJobs").field("prefix", &self.keys.prefix()).finish_non_exhaustive()
     }
 }
 
@@ -101,40 +59,25 @@ impl RedisJobs {
     /// which runs until `shutdown`.
     pub(crate) fn start(
         link: Arc<Link>,
-        prefix: String,
+        prefix: &str,
         options: JobOptions,
         queue_capacity: usize,
+        fanout: Arc<Fanout>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
-        watchers: Arc<JobWatchers>,
     ) -> Arc<Self> {
+        let keys = Keys::new(prefix);
         let jobs =
-            Arc::new(Self { link, prefix, options, queue_capacity, metrics, shutdown, watchers });
+            Arc::new(Self { link, keys, options, queue_capacity, fanout, metrics, shutdown });
         tokio::spawn(sweep(Arc::downgrade(&jobs)));
         jobs
     }
 
-    fn task_key(&self, id: &str) -> String {
-        format!("{}:job:{id}", self.prefix)
-    }
-    fn events_key(&self, id: &str) -> String {
-        format!("{}:job:{id}:events", self.prefix)
-    }
-    fn running_key(&self) -> String {
-        format!("{}:jobs:running", self.prefix)
-    }
-    fn finished_key(&self) -> String {
-        format!("{}:jobs:finished", self.prefix)
-    }
-    fn bus(&self) -> String {
-        format!("{}:bus", self.prefix)
-    }
-
-    pub(crate) async fn create(&self, title: String, total: u64) -> Result<String, JobError> {
+    pub(crate) async fn create(&self, title: String, total: u64) -> Result<JobId, JobError> {
         if self.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
-        let id = uuid::Uuid::new_v4().simple().to_string()[..16].to_owned();
+        let id = JobId::random();
         let first = sse::encode_event(
             None,
             Some("progress"),
@@ -142,11 +85,11 @@ impl RedisJobs {
         );
         let created_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
         let created: bool = CREATE
-            .key(self.task_key(&id))
-            .key(self.events_key(&id))
-            .key(self.running_key())
-            .key(self.finished_key())
-            .arg(&id)
+            .key(self.keys.job(&id))
+            .key(self.keys.job_events(&id))
+            .key(self.keys.jobs_running())
+            .key(self.keys.jobs_finished())
+            .arg(id.as_str())
             .arg(title)
             .arg(total)
             .arg(created_at)
@@ -166,7 +109,7 @@ impl RedisJobs {
 
     pub(crate) async fn progress(
         &self,
-        id: &str,
+        id: &JobId,
         step: u64,
         message: Option<String>,
     ) -> Result<(), JobError> {
@@ -174,7 +117,7 @@ impl RedisJobs {
         self.update(id, "progress", step, message.as_bytes(), "").await
     }
 
-    pub(crate) async fn finish(&self, id: &str, outcome: Outcome) -> Result<(), JobError> {
+    pub(crate) async fn finish(&self, id: &JobId, outcome: Outcome) -> Result<(), JobError> {
         let body = sse::encode_event(None, Some("done"), &done_data(&outcome).to_string());
         let (kind, stored) = match &outcome {
             Outcome::Result(result) => ("result", result.to_string()),
@@ -187,22 +130,19 @@ impl RedisJobs {
 
     async fn update(
         &self,
-        id: &str,
+        id: &JobId,
         kind: &str,
         step: u64,
         body_or_message: &[u8],
         stored: &str,
     ) -> Result<(), JobError> {
-        if !plausible_id(id) {
-            return Err(JobError::NotFound);
-        }
         let reply: Vec<String> = UPDATE
-            .key(self.task_key(id))
-            .key(self.events_key(id))
-            .key(self.running_key())
-            .key(self.finished_key())
-            .key(self.bus())
-            .arg(id)
+            .key(self.keys.job(id))
+            .key(self.keys.job_events(id))
+            .key(self.keys.jobs_running())
+            .key(self.keys.jobs_finished())
+            .key(self.keys.bus())
+            .arg(id.as_str())
             .arg(kind)
             .arg(step)
             .arg(body_or_message)
@@ -221,16 +161,15 @@ impl RedisJobs {
                 let total = reply.get(1).and_then(|total| total.parse().ok()).unwrap_or(0);
                 Err(JobError::StepOutOfRange { step, total })
             }
-            _ => Err(JobError::Unavailable("Redis sent a malformed reply".to_owned())),
+            _ => {
+                Err(JobError::Unavailable(Unavailable::unreachable("Redis sent a malformed reply")))
+            }
         }
     }
 
-    pub(crate) async fn snapshot(&self, id: &str) -> Result<JobSnapshot, JobError> {
-        if !plausible_id(id) {
-            return Err(JobError::NotFound);
-        }
+    pub(crate) async fn snapshot(&self, id: &JobId) -> Result<JobSnapshot, JobError> {
         let fields: HashMap<String, String> = redis::cmd("HGETALL")
-            .arg(self.task_key(id))
+            .arg(self.keys.job(id))
             .query_async(&mut self.conn()?)
             .await
             .map_err(|error| self.unavailable(&error))?;
@@ -239,46 +178,29 @@ impl RedisJobs {
 
     pub(crate) async fn watch(
         &self,
-        id: &str,
+        id: &JobId,
         last_event_id: Option<&str>,
     ) -> Result<Watch, JobError> {
         if self.shutdown.is_cancelled() {
             return Err(JobError::ShuttingDown);
         }
-        if !plausible_id(id) {
-            return Err(JobError::NotFound);
-        }
         // Registered before the log is read: events the read already holds are
         // skipped live by their id, so none is lost or doubled in between.
         let subscriber = Arc::new(Subscriber::new(self.queue_capacity));
-        let watcher = self.watchers.add(id, subscriber.clone());
-        self.metrics.connection_opened();
-        let watchers = Arc::downgrade(&self.watchers);
-        let metrics = self.metrics.clone();
-        let job = id.to_owned();
-        let subscription = Subscription::new(
-            Default::default(),
-            None,
-            subscriber.clone(),
-            Box::new(move |reason| {
-                if let Some(watchers) = watchers.upgrade() {
-                    watchers.remove(&job, watcher);
-                }
-                metrics.connection_closed(reason);
-            }),
-        );
+        let conn = self.fanout.watch_task(id.clone(), subscriber.clone());
+        let subscription = self.fanout.subscription(conn, subscriber.clone());
         let (state, last, events): (Option<String>, Option<u64>, Vec<Vec<u8>>) = redis::pipe()
             .atomic()
-            .hget(self.task_key(id), "state")
-            .hget(self.task_key(id), "last")
-            .lrange(self.events_key(id), 0, -1)
+            .hget(self.keys.job(id), "state")
+            .hget(self.keys.job(id), "last")
+            .lrange(self.keys.job_events(id), 0, -1)
             .query_async(&mut self.conn()?)
             .await
             .map_err(|error| self.unavailable(&error))?;
         let (Some(state), Some(last)) = (state, last) else {
             return Err(JobError::NotFound);
         };
-        let finished = state != "running";
+        let finished = state.parse() != Ok(JobState::Running);
         let last_seen = last_event_id.and_then(super::event_number).filter(|&seen| seen <= last);
         if finished && last_seen == Some(last) {
             return Ok(Watch::AlreadyFinished);
@@ -301,20 +223,15 @@ impl RedisJobs {
         self.shutdown.cancelled().await;
     }
 
-    /// Ends every watcher's stream on this node.
-    pub(crate) fn close_watchers(&self, reason: DisconnectReason) {
-        self.watchers.close_all(reason);
-    }
-
     /// The command connection to the primary.
     fn conn(&self) -> Result<ConnectionManager, JobError> {
-        self.link.connection().map_err(|unavailable| JobError::Unavailable(unavailable.0))
+        self.link.connection().map_err(JobError::Unavailable)
     }
 
     /// A failed command as callers see it; the link looks for a moved primary.
     fn unavailable(&self, error: &redis::RedisError) -> JobError {
         self.link.failed(error);
-        JobError::Unavailable(error.to_string())
+        JobError::Unavailable(Unavailable::unreachable(error))
     }
 
     async fn sweep_once(&self) -> Result<(), JobError> {
@@ -325,10 +242,10 @@ impl RedisJobs {
             &done_data(&Outcome::Error(error.clone())).to_string(),
         );
         SWEEP
-            .key(self.running_key())
-            .key(self.finished_key())
-            .key(self.bus())
-            .arg(format!("{}:job:", self.prefix))
+            .key(self.keys.jobs_running())
+            .key(self.keys.jobs_finished())
+            .key(self.keys.bus())
+            .arg(self.keys.job_prefix())
             .arg(&body[..])
             .arg(error)
             .arg(millis(self.options.ttl))
@@ -356,22 +273,12 @@ async fn sweep(jobs: std::sync::Weak<RedisJobs>) {
     }
 }
 
-/// Task ids are 16 hex digits; anything else cannot name a task (and is kept out of
-/// key names).
-fn plausible_id(id: &str) -> bool {
-    !id.is_empty() && id.len() <= 64 && id.chars().all(|c| c.is_ascii_alphanumeric())
-}
-
-fn snapshot_from(id: &str, fields: &HashMap<String, String>) -> Option<JobSnapshot> {
+fn snapshot_from(id: &JobId, fields: &HashMap<String, String>) -> Option<JobSnapshot> {
     let field = |name: &str| fields.get(name);
     let number = |name: &str| field(name).and_then(|value| value.parse::<u64>().ok());
-    let state = match field("state")?.as_str() {
-        "running" => "running",
-        "done" => "done",
-        _ => "failed",
-    };
+    let state = field("state")?.parse().unwrap_or(JobState::Failed);
     Some(JobSnapshot {
-        id: id.to_owned(),
+        id: id.clone(),
         title: field("title")?.clone(),
         state,
         step: number("step")?,

@@ -69,6 +69,62 @@ impl std::ops::Deref for TestServer {
     }
 }
 
+/// The server's router alone, called in this process with no socket
+/// (`tower::ServiceExt::oneshot`): for answers a request gets whatever connection it
+/// came on, such as the 4xx of a bad one. (The client address is then unspecified.)
+pub struct InProcess {
+    router: axum::Router,
+}
+
+impl InProcess {
+    /// A router with these extra command-line arguments.
+    pub fn with(args: &[&str]) -> Self {
+        let argv = ["herald", "--listen", "127.0.0.1:0"].iter().chain(args);
+        let config = Config::try_parse_from(argv).expect("valid test arguments");
+        let state = AppState::new(config).expect("a hub for the test");
+        Self { router: herald::server::router(state) }
+    }
+
+    /// Sends a request with this body (and `Content-Type`, if any); returns the
+    /// status, the headers and the JSON body (`Null` if none).
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        content_type: Option<&str>,
+        body: impl Into<axum::body::Body>,
+    ) -> (StatusCode, HeaderMap, Value) {
+        use http_body_util::BodyExt;
+        use tower::ServiceExt;
+        let mut request = axum::http::Request::builder().method(method).uri(path);
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let request = request.body(body.into()).expect("a valid request");
+        let response = self.router.clone().oneshot(request).await.expect("infallible");
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.expect("the whole body").to_bytes();
+        let value = if bytes.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_slice(&bytes).expect("a JSON body")
+        };
+        (parts.status, parts.headers, value)
+    }
+
+    pub async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let (status, _, body) = self.send(reqwest::Method::GET, path, None, "").await;
+        (status, body)
+    }
+
+    pub async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let body = body.to_string();
+        let (status, _, body) =
+            self.send(reqwest::Method::POST, path, Some("application/json"), body).await;
+        (status, body)
+    }
+}
+
 /// A client for one server's HTTP API.
 pub struct Api {
     base: String,

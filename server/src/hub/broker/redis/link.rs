@@ -136,9 +136,9 @@ impl Link {
     /// # Errors
     /// [`Unavailable`] while Sentinel has not named a primary yet.
     pub(crate) fn connection(&self) -> Result<ConnectionManager, Unavailable> {
-        self.endpoint()
-            .map(|endpoint| endpoint.conn)
-            .ok_or_else(|| Unavailable("no Redis primary is known yet; asking Sentinel".to_owned()))
+        self.endpoint().map(|endpoint| endpoint.conn).ok_or_else(|| {
+            Unavailable::NotNow("no Redis primary is known yet; asking Sentinel".to_owned())
+        })
     }
 
     /// Changes whenever the primary moves.
