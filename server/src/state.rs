@@ -53,7 +53,7 @@ impl AppState {
         Ok(Self(Arc::new(Shared {
             hub: Hub::new(config.hub_options())?,
             #[cfg(feature = "ssr")]
-            leptos_options: crate::web::leptos_options(config.listen_addr()),
+            leptos_options: crate::web::options::leptos_options(config.listen_addr()),
             publish_keys: PublishKeys::new(config.publish_keys.clone()),
             subscribers: subscriber_auth(&config)?,
             cors: crate::api::cors::layer(&config.cors_origins).map_err(StartError)?,

@@ -1,13 +1,9 @@
-//! The Leptos web app, rendered on the server and hydrated in the browser. The only
-//! module that names Leptos; everything else is the hub and its HTTP API.
+//! The options the web app is rendered with, read once at start: part of the
+//! node's state, so apart from the routes that use that state.
 
 use std::net::SocketAddr;
 
-use axum::Router;
 use leptos::config::LeptosOptions;
-use leptos_axum::{LeptosRoutes, generate_route_list};
-
-use crate::state::AppState;
 
 /// The name cargo-leptos gives the wasm, JS and CSS bundles (`/pkg/herald.*`).
 const OUTPUT_NAME: &str = "herald";
@@ -30,13 +26,4 @@ pub fn leptos_options(listen: SocketAddr) -> LeptosOptions {
     }
     options.site_addr = listen;
     options
-}
-
-/// Adds the page routes, and serves the site's static files (`/pkg/…`, favicon) for
-/// every other path, with the app's 404 page when there is no such file.
-pub fn routes(router: Router<AppState>, state: &AppState) -> Router<AppState> {
-    let options = state.leptos_options.clone();
-    router
-        .leptos_routes(state, generate_route_list(app::App), move || app::shell(options.clone()))
-        .fallback(leptos_axum::file_and_error_handler::<AppState, _>(app::shell))
 }
