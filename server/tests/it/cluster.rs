@@ -68,6 +68,11 @@ async fn three_clients_on_three_nodes_get_only_their_own_messages() {
     next_is(&mut first, "for all").await;
     next_is(&mut second, "for all").await;
     next_is(&mut third, "for all").await;
+
+    // Each push's script round trip was timed on the node that sent it.
+    let metrics = nodes[0].get_text("/metrics").await;
+    assert!(metrics.contains("\nherald_redis_round_trip_seconds_count 2\n"), "{metrics}");
+    assert!(metrics.contains("\nherald_redis_reconnects_total 0\n"), "{metrics}");
 }
 
 #[tokio::test]
@@ -209,5 +214,11 @@ async fn a_redis_outage_is_survived() {
     for node in &mut nodes {
         assert!(node.is_running(), "no node exited");
         assert!(!node.log().contains("panicked"), "{}", node.log());
+        let metrics = node.get_text("/metrics").await;
+        let reconnects = metrics
+            .lines()
+            .find_map(|line| line.strip_prefix("herald_redis_reconnects_total "))
+            .and_then(|count| count.parse::<u64>().ok());
+        assert!(reconnects.is_some_and(|count| count >= 1), "{metrics}");
     }
 }
