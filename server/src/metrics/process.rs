@@ -22,48 +22,31 @@ pub(super) struct ProcessCollector;
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        if let Some(seconds) = cpu_seconds() {
-            let cpu = ConstCounter::new(seconds);
-            let help = "Total user and system CPU time spent in seconds.";
-            cpu.encode(encoder.encode_descriptor(
-                "process_cpu_seconds",
-                help,
-                None,
-                cpu.metric_type(),
-            )?)?;
-        }
-        if let Some(bytes) = resident_bytes() {
-            let rss = ConstGauge::new(bytes);
-            let help = "Resident memory size in bytes.";
-            rss.encode(encoder.encode_descriptor(
-                "process_resident_memory_bytes",
-                help,
-                None,
-                rss.metric_type(),
-            )?)?;
-        }
-        if let Some(count) = open_fds() {
-            let fds = ConstGauge::new(count);
-            let help = "Number of open file descriptors.";
-            fds.encode(encoder.encode_descriptor(
-                "process_open_fds",
-                help,
-                None,
-                fds.metric_type(),
-            )?)?;
-        }
-        if let Some(limit) = max_fds() {
-            let max = ConstGauge::new(limit);
-            let help = "Maximum number of open file descriptors.";
-            max.encode(encoder.encode_descriptor(
-                "process_max_fds",
-                help,
-                None,
-                max.metric_type(),
-            )?)?;
-        }
-        Ok(())
+        let help = "Total user and system CPU time spent in seconds.";
+        encode(&mut encoder, "process_cpu_seconds", help, cpu_seconds().map(ConstCounter::new))?;
+        let help = "Resident memory size in bytes.";
+        encode(
+            &mut encoder,
+            "process_resident_memory_bytes",
+            help,
+            resident_bytes().map(ConstGauge::new),
+        )?;
+        let help = "Number of open file descriptors.";
+        encode(&mut encoder, "process_open_fds", help, open_fds().map(ConstGauge::new))?;
+        let help = "Maximum number of open file descriptors.";
+        encode(&mut encoder, "process_max_fds", help, max_fds().map(ConstGauge::new))
     }
+}
+
+/// Writes one metric with its description, if it could be read.
+fn encode(
+    encoder: &mut DescriptorEncoder<'_>,
+    name: &str,
+    help: &str,
+    metric: Option<impl EncodeMetric>,
+) -> Result<(), std::fmt::Error> {
+    let Some(metric) = metric else { return Ok(()) };
+    metric.encode(encoder.encode_descriptor(name, help, None, metric.metric_type())?)
 }
 
 /// User plus system time: fields 14 and 15 of `/proc/self/stat`, counted after the

@@ -70,9 +70,8 @@ async fn three_clients_on_three_nodes_get_only_their_own_messages() {
     next_is(&mut third, "for all").await;
 
     // Each push's script round trip was timed on the node that sent it.
-    let metrics = nodes[0].get_text("/metrics").await;
-    assert!(metrics.contains("\nherald_redis_round_trip_seconds_count 2\n"), "{metrics}");
-    assert!(metrics.contains("\nherald_redis_reconnects_total 0\n"), "{metrics}");
+    assert_eq!(nodes[0].metric("herald_redis_round_trip_seconds_count").await, Some(2));
+    assert_eq!(nodes[0].metric("herald_redis_reconnects_total").await, Some(0));
 }
 
 #[tokio::test]
@@ -214,11 +213,7 @@ async fn a_redis_outage_is_survived() {
     for node in &mut nodes {
         assert!(node.is_running(), "no node exited");
         assert!(!node.log().contains("panicked"), "{}", node.log());
-        let metrics = node.get_text("/metrics").await;
-        let reconnects = metrics
-            .lines()
-            .find_map(|line| line.strip_prefix("herald_redis_reconnects_total "))
-            .and_then(|count| count.parse::<u64>().ok());
-        assert!(reconnects.is_some_and(|count| count >= 1), "{metrics}");
+        let reconnects = node.metric("herald_redis_reconnects_total").await;
+        assert!(reconnects.is_some_and(|count| count >= 1), "{reconnects:?}");
     }
 }

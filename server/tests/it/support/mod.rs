@@ -167,6 +167,12 @@ impl Api {
         response.text().await.expect("a text body")
     }
 
+    /// The value of one unlabelled series of `/metrics` (`name value`), if present.
+    pub async fn metric(&self, name: &str) -> Option<u64> {
+        let metrics = self.get_text("/metrics").await;
+        metrics.lines().find_map(|line| line.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+    }
+
     /// Pushes and expects success; returns `(id, delivered)`.
     pub async fn push(&self, body: Value) -> (String, u64) {
         let (status, reply) = self.post("/push", body).await;
