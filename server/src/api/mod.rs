@@ -41,6 +41,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         })
         .layer(DefaultBodyLimit::max(state.config.max_body_bytes as usize))
         .layer(middleware::from_fn_with_state(state.clone(), gate))
+        .merge(ops::probes())
 }
 
 /// The layers around every route, the web app's too: a request the connection

@@ -3,6 +3,7 @@
 //! presence is cluster-wide and forgets a node killed without warning, and a Redis
 //! outage is survived.
 
+use reqwest::StatusCode;
 use serde_json::{Value, json};
 
 use crate::support::node::Node;
@@ -185,6 +186,10 @@ async fn a_redis_outage_is_survived() {
     eventually(|| async { nodes[0].get("/healthz").await.0 == 503 }).await;
     let (_, health) = nodes[0].get("/healthz").await;
     assert_eq!(health["status"], "degraded");
+    // Not ready for new streams, but alive: nothing to restart over a Redis outage.
+    let (status, ready) = nodes[0].get("/readyz").await;
+    assert_eq!((status, &ready["status"]), (StatusCode::SERVICE_UNAVAILABLE, &json!("degraded")));
+    assert_eq!(nodes[0].get("/livez").await.0, StatusCode::OK);
     let (status, error) =
         nodes[0].post("/push", json!({"client_id": "s", "message": "while down"})).await;
     assert_eq!(status, 503, "{error}");

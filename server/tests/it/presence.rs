@@ -1,6 +1,6 @@
 use reqwest::StatusCode;
 
-use crate::support::TestServer;
+use crate::support::{InProcess, TestServer};
 
 #[tokio::test]
 async fn clients_lists_connected_clients_with_tabs_and_topics() {
@@ -53,4 +53,21 @@ async fn healthz_and_metrics_answer() {
     let content_type = response.headers()["content-type"].to_str().unwrap().to_owned();
     assert!(content_type.starts_with("application/openmetrics-text"), "{content_type}");
     assert!(response.text().await.unwrap().ends_with("# EOF\n"));
+}
+
+/// `/livez` says the process serves; `/readyz` whether it may take new streams — not
+/// while it drains, yet the liveness probe still answers then (docs/contract.md §3.4).
+#[tokio::test]
+async fn the_probes_say_live_and_ready_and_only_readiness_drops_while_draining() {
+    let node = InProcess::with(&[]);
+    assert_eq!(node.get("/livez").await, (StatusCode::OK, serde_json::json!({"status": "ok"})));
+    assert_eq!(node.get("/readyz").await, (StatusCode::OK, serde_json::json!({"status": "ready"})));
+
+    node.state.hub.shutdown();
+    assert_eq!(node.get("/livez").await.0, StatusCode::OK);
+    assert_eq!(
+        node.get("/readyz").await,
+        (StatusCode::SERVICE_UNAVAILABLE, serde_json::json!({"status": "draining"}))
+    );
+    assert_eq!(node.get("/healthz").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }

@@ -73,6 +73,7 @@ impl std::ops::Deref for TestServer {
 /// (`tower::ServiceExt::oneshot`): for answers a request gets whatever connection it
 /// came on, such as the 4xx of a bad one. (The client address is then unspecified.)
 pub struct InProcess {
+    pub state: AppState,
     router: axum::Router,
 }
 
@@ -82,7 +83,7 @@ impl InProcess {
         let argv = ["herald", "--listen", "127.0.0.1:0"].iter().chain(args);
         let config = Config::try_parse_from(argv).expect("valid test arguments");
         let state = AppState::new(config).expect("a hub for the test");
-        Self { router: herald::server::router(state) }
+        Self { router: herald::server::router(state.clone()), state }
     }
 
     /// Sends a request with this body (and `Content-Type`, if any); returns the
