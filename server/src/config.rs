@@ -227,6 +227,32 @@ pub struct Config {
     /// Log filter, in tracing's EnvFilter syntax (e.g. info, herald=debug).
     #[arg(long, env = "HERALD_LOG", default_value = "info")]
     pub log: String,
+
+    /// How log lines are written: text for people, json (one object per line) for log collectors.
+    #[arg(long, env = "HERALD_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+
+    /// Serve the web app (the page, its assets and POST /jobs/demo) beside the API; off serves the API alone.
+    #[arg(long, env = "HERALD_UI", value_enum, default_value_t = Switch::On)]
+    pub ui: Switch,
+}
+
+/// How log lines are written (`--log-format`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One line of text per event, for people.
+    Text,
+    /// One JSON object per line (timestamp, level, target, fields), for log collectors.
+    Json,
+}
+
+/// A setting that is on or off.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Switch {
+    /// On.
+    On,
+    /// Off.
+    Off,
 }
 
 /// Things `herald` does instead of serving.

@@ -5,7 +5,7 @@ use std::process::ExitCode;
 
 use clap::Parser;
 use herald::auth::token::{Claims, mint};
-use herald::config::{Command, TokenArgs};
+use herald::config::{Command, LogFormat, TokenArgs};
 use herald::{AppState, Config, server};
 
 use tracing_subscriber::EnvFilter;
@@ -49,16 +49,18 @@ async fn run(config: Config) -> Result<(), String> {
     let filter = EnvFilter::try_new(&config.log)
         .map_err(|error| format!("invalid --log filter: {error}"))?;
     let colour = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    tracing_subscriber::fmt()
+    // By default a line that cannot be written is reported with `eprintln!`, which
+    // panics when stderr is gone (a log collector that died, `herald | head`): the
+    // task that logged would die with it — a connection, or the one that stops the
+    // server on SIGTERM. A server with nowhere to log keeps serving.
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(colour)
-        // By default a line that cannot be written is reported with `eprintln!`, which
-        // panics when stderr is gone (a log collector that died, `herald | head`): the
-        // task that logged would die with it — a connection, or the one that stops the
-        // server on SIGTERM. A server with nowhere to log keeps serving.
-        .log_internal_errors(false)
-        .init();
+        .log_internal_errors(false);
+    match config.log_format {
+        LogFormat::Text => logs.with_ansi(colour).init(),
+        LogFormat::Json => logs.json().init(),
+    }
     let addr = config.listen_addr();
     let listener =
         herald::net::bind(addr).map_err(|error| format!("cannot listen on {addr}: {error}"))?;

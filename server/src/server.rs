@@ -6,18 +6,33 @@ use std::time::Duration;
 use axum::Router;
 use tokio::net::TcpListener;
 
+use crate::config::Switch;
 use crate::net::Guards;
 use crate::state::AppState;
 
 /// Every route: the API and, with the `ssr` feature, the web app and its assets.
 pub fn router(state: AppState) -> Router {
     let router = crate::api::router(&state);
-    #[cfg(feature = "ssr")]
-    let router = crate::web::routes(router, &state);
-    #[cfg(not(feature = "ssr"))]
-    let router = router
-        .fallback(|| async { crate::error::ApiError::NotFound("no such endpoint".to_owned()) });
+    let router =
+        if state.config.ui == Switch::On { with_web_app(router, &state) } else { api_only(router) };
     crate::api::with_outer_layers(router, &state).with_state(state)
+}
+
+/// The page and its assets for every path the API does not take.
+#[cfg(feature = "ssr")]
+fn with_web_app(router: Router<AppState>, state: &AppState) -> Router<AppState> {
+    crate::web::routes(router, state)
+}
+
+/// Built without the web app: the API alone.
+#[cfg(not(feature = "ssr"))]
+fn with_web_app(router: Router<AppState>, _: &AppState) -> Router<AppState> {
+    api_only(router)
+}
+
+/// A JSON 404 for every path the API does not take.
+fn api_only(router: Router<AppState>) -> Router<AppState> {
+    router.fallback(|| async { crate::error::ApiError::NotFound("no such endpoint".to_owned()) })
 }
 
 /// Serves until `shutdown` resolves, then ends every stream, lets in-flight requests

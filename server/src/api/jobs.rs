@@ -27,14 +27,25 @@ const MAX_TOTAL: u64 = 1_000_000_000;
 const MAX_DEMO_STEPS: u64 = 1000;
 const MAX_DEMO_INTERVAL_MS: u64 = 60_000;
 
-pub(super) fn routes() -> Router<AppState> {
-    Router::new()
+/// The task routes; with `demo`, `POST /jobs/demo` too (the web app's button).
+pub(super) fn routes(demo_on: bool) -> Router<AppState> {
+    let router = Router::new()
         .route("/jobs", post(create))
-        .route("/jobs/demo", post(demo))
         .route("/jobs/{id}", get(snapshot))
         .route("/jobs/{id}/progress", post(progress))
         .route("/jobs/{id}/finish", post(finish))
-        .route("/jobs/{id}/events", get(events))
+        .route("/jobs/{id}/events", get(events));
+    if demo_on {
+        router.route("/jobs/demo", post(demo))
+    } else {
+        router.route("/jobs/demo", post(demo_off))
+    }
+}
+
+/// `POST /jobs/demo` with `--ui off`: there is no demo task (rather than a 405 from
+/// `/jobs/{id}`, which takes only GET).
+async fn demo_off(_: Publishing) -> ApiError {
+    ApiError::NotFound("the demo task is served with the web app only (--ui on)".to_owned())
 }
 
 #[derive(Debug, Deserialize)]

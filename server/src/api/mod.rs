@@ -31,7 +31,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
     Router::new()
         .merge(subscribe::routes())
         .merge(push::routes())
-        .merge(jobs::routes())
+        .merge(jobs::routes(state.config.ui == crate::config::Switch::On))
         .merge(presence::routes())
         .merge(ops::routes())
         .method_not_allowed_fallback(|| async {

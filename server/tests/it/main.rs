@@ -37,6 +37,8 @@ mod shutdown;
 mod slow;
 /// Stream headers and opening bytes.
 mod subscribe;
+/// `--ui off` and `--log-format json`.
+mod switches;
 /// Subscriber tokens on client and task streams.
 mod tokens;
 /// The encoder against an independent parser, for any payload.

@@ -87,7 +87,7 @@ impl InProcess {
     }
 
     /// Sends a request with this body (and `Content-Type`, if any); returns the
-    /// status, the headers and the JSON body (`Null` if none).
+    /// status, the headers and the body: JSON, a string when not JSON, `Null` if none.
     pub async fn send(
         &self,
         method: reqwest::Method,
@@ -105,10 +105,12 @@ impl InProcess {
         let response = self.router.clone().oneshot(request).await.expect("infallible");
         let (parts, body) = response.into_parts();
         let bytes = body.collect().await.expect("the whole body").to_bytes();
+        // A JSON body as JSON; anything else (the app's HTML) as a string.
         let value = if bytes.is_empty() {
             Value::Null
         } else {
-            serde_json::from_slice(&bytes).expect("a JSON body")
+            serde_json::from_slice(&bytes)
+                .unwrap_or_else(|_| Value::String(String::from_utf8_lossy(&bytes).into_owned()))
         };
         (parts.status, parts.headers, value)
     }

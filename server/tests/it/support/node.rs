@@ -34,8 +34,10 @@ impl Node {
         let log = Arc::new(Mutex::new(String::new()));
         let base = tokio::time::timeout(PATIENCE, async {
             while let Some(line) = lines.next_line().await.expect("read stderr") {
-                if let Some((_, url)) = line.split_once("listening on ") {
-                    return url.trim().to_owned();
+                if let Some((_, rest)) = line.split_once("listening on ") {
+                    // Up to the end of the URL: the line's end, or a JSON line's quote.
+                    let url = rest.split(|c: char| c == '"' || c.is_whitespace()).next();
+                    return url.unwrap_or_default().to_owned();
                 }
             }
             panic!("herald exited before listening");
