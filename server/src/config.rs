@@ -9,7 +9,9 @@ use clap::Parser;
 use crate::auth::Secret;
 use crate::forwarded::ForwardedHeader;
 use crate::hub::jobs::JobOptions;
-use crate::hub::{BrokerOptions, HistoryOptions, HubOptions, RedisOptions, SentinelOptions};
+use crate::hub::{
+    BrokerOptions, DrainOptions, HistoryOptions, HubOptions, RedisOptions, SentinelOptions,
+};
 use crate::stream::StreamOptions;
 
 /// Herald: a server-push hub for the browser over Server-Sent Events.
@@ -74,6 +76,10 @@ pub struct Config {
     /// On SIGTERM/SIGINT, wait at most this long for open requests to finish before exiting.
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// Streams the node ends itself (on SIGTERM, on a Redis resync) end at random moments over this window, each told a random retry: first, so their clients come back spread out; 0 ends them all at once. At most half of --shutdown-grace is used.
+    #[arg(long, env = "HERALD_DRAIN_SPREAD", default_value = "5s", value_parser = humantime::parse_duration)]
+    pub drain_spread: Duration,
 
     /// Share messages, history, presence and tasks with other nodes through this Redis (redis://[USER:PASSWORD@]HOST:PORT[/DB], or rediss://… for TLS); without it, everything stays in this process.
     #[arg(long, env = "HERALD_REDIS_URL", value_name = "URL", value_parser = RedisUrlParser, hide_env_values = true)]
@@ -306,6 +312,11 @@ impl Config {
                 per_target: self.history as usize,
                 ttl: self.history_ttl,
                 max_bytes: usize::try_from(self.history_bytes).unwrap_or(usize::MAX),
+            },
+            drain: DrainOptions {
+                // Half the grace at most: the streams must be over before it ends.
+                spread: self.drain_spread.min(self.shutdown_grace / 2),
+                retry: self.retry,
             },
             jobs: JobOptions {
                 ttl: self.job_ttl,

@@ -72,6 +72,13 @@ pub fn preamble(retry_millis: u64) -> Bytes {
     frame.freeze()
 }
 
+/// A frame that only sets the reconnection delay (WHATWG HTML §9.2.6: a `retry`
+/// field and a blank line dispatch no event). Sent before a stream the server ends,
+/// so that its client waits `retry_millis` before reconnecting.
+pub fn retry(retry_millis: u64) -> Bytes {
+    Bytes::from(format!("retry: {retry_millis}\n\n"))
+}
+
 /// The event type of a [`position_marker`].
 pub const POSITION_EVENT: &str = "herald.position";
 

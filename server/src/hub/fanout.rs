@@ -11,15 +11,17 @@
 
 use std::collections::{HashSet, VecDeque};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::Notify;
 
-use super::lock;
 use super::registry::{ClientPresence, ConnId, Feed, Reach, Registry};
-use super::subscriber::{Handoff, Offer, Subscriber, Subscription};
+use super::subscriber::{CONTROL, Handoff, Offer, Subscriber, Subscription};
 use super::types::{ClientId, DisconnectReason, JobId, Position, Target, Topic};
+use super::{DrainOptions, lock};
 use crate::metrics::Metrics;
+use crate::sse;
 
 /// One message as every node receives it from the broker.
 #[derive(Debug, Clone)]
@@ -36,6 +38,7 @@ pub(crate) struct Message {
 pub(crate) struct Fanout {
     state: Mutex<State>,
     metrics: Arc<Metrics>,
+    drain: DrainOptions,
     /// Woken when a client or topic's connections change.
     presence_changed: Notify,
 }
@@ -55,6 +58,23 @@ struct State {
 struct Changed {
     clients: HashSet<ClientId>,
     topics: HashSet<Topic>,
+}
+
+/// How many groups a spread drain ends the streams in, evenly over its window.
+const DRAIN_STEPS: u32 = 50;
+
+/// Ends `streams` (in the random order they come in) in [`DRAIN_STEPS`] groups, one
+/// every `spread / DRAIN_STEPS`, the first at once.
+async fn end_over(streams: Vec<Arc<Subscriber>>, spread: Duration, reason: DisconnectReason) {
+    let step = spread / DRAIN_STEPS;
+    let per_step = streams.len().div_ceil(DRAIN_STEPS as usize).max(1);
+    let mut ticks = tokio::time::interval(step);
+    for group in streams.chunks(per_step) {
+        ticks.tick().await;
+        for subscriber in group {
+            subscriber.close(reason);
+        }
+    }
 }
 
 impl State {
@@ -88,11 +108,13 @@ impl Fanout {
         metrics: Arc<Metrics>,
         head: Option<Position>,
         shares_presence: bool,
+        drain: DrainOptions,
     ) -> Self {
         let changed = shares_presence.then(Changed::default);
         Self {
             state: Mutex::new(State { head, changed, ..State::default() }),
             metrics,
+            drain,
             presence_changed: Notify::new(),
         }
     }
@@ -288,10 +310,91 @@ impl Fanout {
     }
 
     /// Ends every stream on this node, task streams included, for `reason` (queued
-    /// frames are still written when the reason drains the queue).
-    /// Returns how many were open.
-    pub(crate) fn close_all(&self, reason: DisconnectReason) -> usize {
-        let state = lock(&self.state);
-        state.registry.subscribers().filter(|subscriber| subscriber.close(reason)).count()
+    /// frames are still written when the reason drains the queue), spread as the
+    /// [`DrainOptions`] say: each is told a random `retry:` first, and they end at
+    /// random moments over the window. Returns how many were open.
+    pub(crate) fn drain(&self, reason: DisconnectReason) -> usize {
+        let mut open: Vec<Arc<Subscriber>> = lock(&self.state)
+            .registry
+            .subscribers()
+            .filter(|subscriber| subscriber.closed().is_none())
+            .cloned()
+            .collect();
+        let DrainOptions { spread, retry } = self.drain;
+        let count = open.len();
+        if spread.is_zero() || count <= 1 {
+            open.iter().for_each(|subscriber| {
+                subscriber.close(reason);
+            });
+            return count;
+        }
+        fastrand::shuffle(&mut open);
+        let spread_millis = u64::try_from(spread.as_millis()).unwrap_or(u64::MAX);
+        let retry_millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
+        for subscriber in &open {
+            let jitter = fastrand::u64(0..=spread_millis);
+            subscriber.offer(CONTROL, &sse::retry(retry_millis.saturating_add(jitter)), None);
+        }
+        tokio::spawn(end_over(open, spread, reason));
+        count
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fanout_with(spread: Duration) -> Fanout {
+        let drain = DrainOptions { spread, retry: Duration::from_secs(2) };
+        Fanout::new(Arc::new(Metrics::default()), None, false, drain)
+    }
+
+    fn streams(fanout: &Fanout, count: usize) -> Vec<Arc<Subscriber>> {
+        (0..count)
+            .map(|n| {
+                let subscriber = Arc::new(Subscriber::new(8));
+                let client = format!("c{n}").parse().unwrap();
+                fanout.register(client, Vec::new(), subscriber.clone());
+                subscriber
+            })
+            .collect()
+    }
+
+    fn closed(streams: &[Arc<Subscriber>]) -> usize {
+        streams.iter().filter(|stream| stream.closed().is_some()).count()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_drain_ends_streams_over_its_window_each_told_a_random_retry_first() {
+        let fanout = fanout_with(Duration::from_secs(1));
+        let streams = streams(&fanout, 500);
+        assert_eq!(fanout.drain(DisconnectReason::Shutdown), 500);
+        let mut retries = std::collections::HashSet::new();
+        for stream in &streams {
+            let Some(Ok((_, frame))) = stream.try_next() else { panic!("a retry frame first") };
+            let text = std::str::from_utf8(&frame).unwrap();
+            let millis: u64 = text.strip_prefix("retry: ").unwrap().trim_end().parse().unwrap();
+            assert!((2000..=3000).contains(&millis), "{text:?}");
+            retries.insert(millis);
+        }
+        assert!(retries.len() > 100, "spread out, not one value: {}", retries.len());
+
+        tokio::time::sleep(Duration::from_millis(1)).await;
+        let at_start = closed(&streams);
+        assert!(at_start > 0 && at_start < 50, "{at_start} ended at once");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let halfway = closed(&streams);
+        assert!((200..=300).contains(&halfway), "{halfway} ended by half the window");
+        tokio::time::sleep(Duration::from_millis(600)).await;
+        assert_eq!(closed(&streams), 500, "all ended within the window");
+    }
+
+    #[tokio::test]
+    async fn without_a_window_a_drain_ends_every_stream_at_once() {
+        let fanout = fanout_with(Duration::ZERO);
+        let streams = streams(&fanout, 20);
+        fanout.drain(DisconnectReason::Shutdown);
+        assert_eq!(closed(&streams), 20);
+        assert!(streams[0].try_next().is_some_and(|next| next.is_err()), "no retry frame");
     }
 }

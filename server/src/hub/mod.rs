@@ -45,6 +45,29 @@ pub struct HubOptions {
     pub jobs: jobs::JobOptions,
     /// Which broker the hub runs on.
     pub broker: BrokerOptions,
+    /// How streams the node ends itself (a drain, a resync) are spread out.
+    pub drain: DrainOptions,
+}
+
+/// How the node ends many streams at once — on SIGTERM, or when a Redis resync makes
+/// every stream resume — without every client coming back at the same moment (a
+/// thundering herd on the nodes that remain): each stream is first told a random
+/// `retry:` between [`retry`](Self::retry) and `retry` + [`spread`](Self::spread), and
+/// the streams end at random moments over `spread`. So the reconnects arrive over about
+/// twice the spread instead of within one `retry:`. (Centrifugo's reconnect jitter and
+/// Mercure's connection rotation are the same idea.)
+#[derive(Debug, Clone, Copy)]
+pub struct DrainOptions {
+    /// The window the streams end over; zero ends them all at once.
+    pub spread: Duration,
+    /// The shortest reconnection delay told (the stream's usual `retry:`).
+    pub retry: Duration,
+}
+
+impl Default for DrainOptions {
+    fn default() -> Self {
+        Self { spread: Duration::ZERO, retry: Duration::from_secs(2) }
+    }
 }
 
 impl Default for HubOptions {
@@ -54,6 +77,7 @@ impl Default for HubOptions {
             history: HistoryOptions::default(),
             jobs: jobs::JobOptions::default(),
             broker: BrokerOptions::Memory,
+            drain: DrainOptions::default(),
         }
     }
 }
@@ -208,7 +232,8 @@ impl Hub {
         let (fanout, broker, jobs) = match options.broker {
             BrokerOptions::Memory => {
                 let head = types::Position { epoch: epoch.clone(), seq: 0 };
-                let fanout = Arc::new(Fanout::new(metrics.clone(), Some(head), false));
+                let fanout =
+                    Arc::new(Fanout::new(metrics.clone(), Some(head), false, options.drain));
                 let broker =
                     broker::memory::MemoryBroker::new(options.history, epoch, fanout.clone());
                 let jobs = jobs::MemoryJobs::new(
@@ -221,7 +246,7 @@ impl Hub {
                 (fanout, Broker::Memory(broker), Jobs::from(jobs))
             }
             BrokerOptions::Redis(redis) => {
-                let fanout = Arc::new(Fanout::new(metrics.clone(), None, true));
+                let fanout = Arc::new(Fanout::new(metrics.clone(), None, true, options.drain));
                 let broker = broker::redis::RedisBroker::start(
                     &redis,
                     &options.history,
@@ -417,10 +442,11 @@ impl Hub {
     }
 
     /// Stops taking streams and messages and ends every open stream (queued frames are
-    /// still written), so that clients reconnect elsewhere and servers can drain.
+    /// still written), spread over the drain window ([`DrainOptions`]), so that
+    /// clients reconnect elsewhere, not all at once, and servers can drain.
     pub fn shutdown(&self) {
         self.shared.shutdown.cancel();
-        self.shared.fanout.close_all(DisconnectReason::Shutdown);
+        self.shared.fanout.drain(DisconnectReason::Shutdown);
     }
 
     /// Leaves the cluster once streams have ended: withdraws this node's presence at

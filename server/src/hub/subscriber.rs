@@ -40,7 +40,8 @@ struct Queue {
 /// A frame in a queue.
 #[derive(Debug)]
 struct Queued {
-    /// The sequence number of its message (0 where there is none).
+    /// The sequence number of its message ([`CONTROL`] for a frame of the server's
+    /// own, which a replay never covers).
     seq: u64,
     frame: Bytes,
     /// Held when the frame's publisher waits for it to be taken.
@@ -102,6 +103,10 @@ impl Drop for Ticket {
         }
     }
 }
+
+/// The seq of a frame that is no message (a `retry:` before a drain): above every
+/// seq a replay can cover, so it is never skipped as already replayed.
+pub(crate) const CONTROL: u64 = u64::MAX;
 
 /// What became of a frame offered to a subscriber.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -4,8 +4,8 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 
-use crate::support::InProcess;
 use crate::support::node::Node;
+use crate::support::{InProcess, eventually};
 
 #[tokio::test]
 async fn with_the_ui_off_only_the_api_is_served() {
@@ -43,8 +43,9 @@ async fn json_logs_are_one_object_per_line() {
     node.push(json!({"broadcast": true, "message": "x"})).await;
     node.terminate();
     node.wait().await;
+    // The last lines may still be on their way through the pipe.
+    eventually(|| async { node.log().contains("shutting down") }).await;
     let log = node.log();
-    assert!(log.contains("shutting down"), "{log}");
     for line in log.lines() {
         let entry: Value =
             serde_json::from_str(line).unwrap_or_else(|_| panic!("not JSON: {line}"));

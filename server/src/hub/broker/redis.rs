@@ -334,7 +334,7 @@ impl RedisBroker {
     /// Closes every stream on this node, task streams included, so that their
     /// clients resume from history; returns how many were open.
     fn close_streams_to_resume(&self) -> usize {
-        self.fanout.close_all(DisconnectReason::Resync)
+        self.fanout.drain(DisconnectReason::Resync)
     }
 
     /// A message from a new epoch while subscribed (Redis was flushed, or lost the

@@ -303,7 +303,7 @@ mod tests {
 
     fn jobs(options: JobOptions) -> MemoryJobs {
         let metrics = Arc::new(Metrics::default());
-        let fanout = Arc::new(Fanout::new(metrics.clone(), None, false));
+        let fanout = Arc::new(Fanout::new(metrics.clone(), None, false, Default::default()));
         MemoryJobs::new(options, 16, fanout, metrics, CancellationToken::new())
     }
 
