@@ -112,6 +112,13 @@ pub fn encode(value: &str) -> String {
 }
 
 /// The local wall-clock time as `HH:MM:SS`.
+/// Whether this page came over plain `http:`: there browsers speak HTTP/1.1 and open at
+/// most 6 connections to one site (HTTPS usually brings HTTP/2, one connection for all).
+pub fn is_plain_http() -> bool {
+    web_sys::window().and_then(|window| window.location().protocol().ok()).as_deref()
+        == Some("http:")
+}
+
 pub fn now_hms() -> String {
     hms(&js_sys::Date::new_0())
 }

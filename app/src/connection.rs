@@ -63,6 +63,18 @@ pub fn ConnectionPanel(stream: ClientStream) -> impl IntoView {
                             }
                         })
                 }}
+                {move || {
+                    stream
+                        .slow
+                        .get()
+                        .map(|hint| {
+                            view! {
+                                <dd class="hint" role="note" data-testid="connection-hint">
+                                    {hint}
+                                </dd>
+                            }
+                        })
+                }}
                 <dt>"Subscribed topics"</dt>
                 <dd data-testid="subscribed-topics">{subscribed}</dd>
             </dl>

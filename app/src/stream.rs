@@ -30,6 +30,20 @@ pub const POSITION_EVENT: &str = "herald.position";
 /// The last event of a stream whose subscriber token expired.
 pub const TOKEN_EXPIRED_EVENT: &str = "herald.token-expired";
 
+/// A stream that has not opened after this long gets a hint ([`ClientStream::slow`]).
+pub const SLOW_OPEN_MS: u32 = 5_000;
+
+/// The hint for a stream that does not open over plain HTTP/1.1, where a browser opens
+/// at most 6 connections to one site and each open tab's stream holds one for good.
+pub const CONNECTION_LIMIT_HINT: &str = "This tab's stream has not opened yet. Over plain HTTP \
+     a browser opens at most 6 connections to one site, and every open Herald tab holds one: \
+     close another Herald tab, or serve Herald over HTTPS (HTTP/2 carries every tab's \
+     stream on one connection; see the README).";
+
+/// The hint for a stream that does not open over HTTPS.
+pub const NOT_OPEN_HINT: &str =
+    "This tab's stream has not opened yet: the server may be unreachable; it keeps trying.";
+
 /// The state of the client stream, as shown on the page.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum ConnectionState {
@@ -94,6 +108,9 @@ pub struct ClientStream {
     pub gap: RwSignal<bool>,
     /// Why the server refused the stream, when it did.
     pub refusal: RwSignal<Option<String>>,
+    /// What may be keeping a stream from opening, once it has not opened for
+    /// [`SLOW_OPEN_MS`].
+    pub slow: RwSignal<Option<&'static str>>,
     /// Bumped to reopen the stream (new credentials, say).
     pub reopen: RwSignal<u32>,
 }
@@ -110,6 +127,7 @@ impl ClientStream {
             messages: RwSignal::new(Vec::new()),
             gap: RwSignal::new(false),
             refusal: RwSignal::new(None),
+            slow: RwSignal::new(None),
             reopen: RwSignal::new(0),
         };
         #[cfg(any(feature = "hydrate", feature = "csr"))]
@@ -158,11 +176,24 @@ impl ClientStream {
             );
             self.state.set(ConnectionState::Connecting);
             self.refusal.set(None);
+            self.slow.set(None);
             let Ok(mut source) = Source::open(&url) else {
                 self.state.set(ConnectionState::Closed);
                 return;
             };
-            source.on_open(move || self.state.set(ConnectionState::Open));
+            // Still not open after a while: say what may be holding it, rather than
+            // showing "connecting" forever.
+            let hint = if browser::is_plain_http() { CONNECTION_LIMIT_HINT } else { NOT_OPEN_HINT };
+            let slow_timer = gloo_timers::callback::Timeout::new(SLOW_OPEN_MS, move || {
+                if self.state.get_untracked() != ConnectionState::Open {
+                    self.slow.set(Some(hint));
+                }
+            });
+            let slow_timer = StoredValue::new(Some(SendWrapper::new(slow_timer)));
+            source.on_open(move || {
+                self.state.set(ConnectionState::Open);
+                self.slow.set(None);
+            });
             let probe_url = url.clone();
             source.on_error(move |after| match after {
                 AfterError::Retrying => self.state.set(ConnectionState::Reconnecting),
@@ -197,7 +228,10 @@ impl ClientStream {
             }
             current.set_value(Some(SendWrapper::new(source)));
             // Runs before the next reconnect and when the page goes away.
-            on_cleanup(move || drop(current.try_update_value(Option::take)));
+            on_cleanup(move || {
+                drop(current.try_update_value(Option::take));
+                drop(slow_timer.try_update_value(Option::take));
+            });
         });
 
         Effect::new(move || {
