@@ -157,76 +157,76 @@ impl Default for Metrics {
         let r = &mut registry;
         let gauge = Gauge::default;
         let counter = Counter::default;
-        let connections = registered(r, "herald_connections", "Open event streams.", gauge());
-        let clients = registered(r, "herald_clients", "Distinct client ids connected.", gauge());
+        let connections = registered(r, "herald_connections", "Open event streams", gauge());
+        let clients = registered(r, "herald_clients", "Distinct client ids connected", gauge());
         let history_messages = registered(
             r,
             "herald_history_messages",
-            "Messages held in history for resuming clients.",
+            "Messages held in history for resuming clients",
             gauge(),
         );
         let history_bytes = registered(
             r,
             "herald_history_bytes",
-            "Bytes of encoded messages held in history.",
+            "Bytes of encoded messages held in history",
             gauge(),
         );
-        let jobs = registered(r, "herald_jobs", "Tasks held, running and finished.", gauge());
+        let jobs = registered(r, "herald_jobs", "Tasks held, running and finished", gauge());
         let replays =
-            registered(r, "herald_replays", "Streams opened with a Last-Event-ID.", counter());
+            registered(r, "herald_replays", "Streams opened with a Last-Event-ID", counter());
         let replayed_messages = registered(
             r,
             "herald_replayed_messages",
-            "Messages sent from history to resuming streams.",
+            "Messages sent from history to resuming streams",
             counter(),
         );
         let gaps = registered(
             r,
             "herald_gaps",
-            "Resumes that could not replay everything missed.",
+            "Resumes that could not replay everything missed",
             counter(),
         );
         let publish_seconds = registered(
             r,
             "herald_publish_duration_seconds",
-            "Time to store and fan out one message.",
+            "Time to store and fan out one message",
             Histogram::new(PUBLISH_BUCKETS),
         );
         let connections_opened = registered(
             r,
             "herald_connections_opened",
-            "Event streams opened since start.",
+            "Event streams opened since start",
             counter(),
         );
         let published = labelled(
             r,
             "herald_messages_published",
-            "Messages accepted, by target kind.",
+            "Messages accepted, by target kind",
             "target",
             TargetKind::ALL,
             TargetKind::name,
         );
         let deliveries =
-            registered(r, "herald_deliveries", "Messages queued on a connection.", counter());
+            registered(r, "herald_deliveries", "Messages queued on a connection", counter());
         let disconnects = labelled(
             r,
             "herald_disconnects",
-            "Event streams ended, by reason.",
+            "Event streams ended, by reason",
             "reason",
             DisconnectReason::ALL,
             DisconnectReason::name,
         );
-        let jobs_created = registered(r, "herald_jobs_created", "Tasks created.", counter());
+        let jobs_created = registered(r, "herald_jobs_created", "Tasks created", counter());
         let jobs_finished = registered(
             r,
             "herald_jobs_finished",
-            "Tasks that ended with a result or an error.",
+            "Tasks that ended with a result or an error",
             counter(),
         );
         let limited = labelled(
             r,
             "herald_limited",
-            "Requests refused by a limit, by limit.",
+            "Requests refused by a limit, by limit",
             "limit",
             Limit::ALL,
             Limit::name,
@@ -234,19 +234,19 @@ impl Default for Metrics {
         let redis_primary_changes = registered(
             r,
             "herald_redis_primary_changes",
-            "Redis failovers this node followed (Sentinel).",
+            "Redis failovers this node followed (Sentinel)",
             counter(),
         );
         let redis_reconnects = registered(
             r,
             "herald_redis_reconnects",
-            "Times this node subscribed to the Redis bus again after losing it.",
+            "Times this node subscribed to the Redis bus again after losing it",
             counter(),
         );
         let redis_round_trip_seconds = registered(
             r,
             "herald_redis_round_trip_seconds",
-            "Time from sending a push's or a replay's script to Redis to its answer.",
+            "Time from sending a push's or a replay's script to Redis to its answer",
             Histogram::new(REDIS_BUCKETS),
         );
         registry.register_collector(Box::new(process::ProcessCollector));

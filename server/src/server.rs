@@ -67,16 +67,19 @@ pub async fn serve(
         // Shut down by other means (the hub's owner called `Hub::shutdown`).
         () = stop.cancelled() => false,
     };
+    // Everything from here, leaving the cluster included, fits in the grace period.
+    let deadline = tokio::time::Instant::now() + grace;
     if !served_out {
         tokio::select! {
             () = server => {}
-            () = tokio::time::sleep(grace) => {
+            () = tokio::time::sleep_until(deadline) => {
                 let grace = humantime::format_duration(grace);
                 tracing::warn!("shutdown grace period of {grace} elapsed; exiting");
             }
         }
     }
-    if tokio::time::timeout(LEAVE_TIMEOUT, hub.leave()).await.is_err() {
+    let leave_by = deadline.min(tokio::time::Instant::now() + LEAVE_TIMEOUT);
+    if tokio::time::timeout_at(leave_by, hub.leave()).await.is_err() {
         tracing::warn!("could not withdraw this node's presence in time; it will expire");
     }
 }

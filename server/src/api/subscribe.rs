@@ -42,7 +42,10 @@ async fn subscribe(
     match state.hub.subscribe(query.client_id, query.topics, resume_from).await {
         Ok(subscription) => Ok(event_stream_response(subscription, options, permit)),
         Err(HubError::Unavailable(error)) => {
-            tracing::debug!("asking a resuming client to retry: {}", error.cause());
+            tracing::warn!(
+                "cannot replay to a resuming client; asking it to retry: {}",
+                error.cause()
+            );
             Ok(retry_later_response(options))
         }
         Err(error) => Err(error.into()),

@@ -22,18 +22,18 @@ pub(super) struct ProcessCollector;
 
 impl Collector for ProcessCollector {
     fn encode(&self, mut encoder: DescriptorEncoder<'_>) -> Result<(), std::fmt::Error> {
-        let help = "Total user and system CPU time spent in seconds.";
+        let help = "Total user and system CPU time spent in seconds";
         encode(&mut encoder, "process_cpu_seconds", help, cpu_seconds().map(ConstCounter::new))?;
-        let help = "Resident memory size in bytes.";
+        let help = "Resident memory size in bytes";
         encode(
             &mut encoder,
             "process_resident_memory_bytes",
             help,
             resident_bytes().map(ConstGauge::new),
         )?;
-        let help = "Number of open file descriptors.";
+        let help = "Number of open file descriptors";
         encode(&mut encoder, "process_open_fds", help, open_fds().map(ConstGauge::new))?;
-        let help = "Maximum number of open file descriptors.";
+        let help = "Maximum number of open file descriptors";
         encode(&mut encoder, "process_max_fds", help, max_fds().map(ConstGauge::new))
     }
 }

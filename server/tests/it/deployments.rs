@@ -110,6 +110,21 @@ async fn a_failed_redis_command_is_answered_without_its_text_and_logged_with_the
     .await;
 }
 
+/// A push Redis has not answered within the response timeout may still be carried
+/// out: the 503 says so (a retry may deliver it twice), instead of "unreachable".
+#[tokio::test]
+async fn a_push_redis_did_not_answer_in_time_is_a_503_that_says_it_may_still_land() {
+    let redis = RedisServer::start().await;
+    let node = Node::on_redis(&redis, &unique_prefix("no_answer"), &[]).await;
+    // Write commands (every script) wait; the subscription and PING do not.
+    redis.cli(&["CLIENT", "PAUSE", "3500", "WRITE"]).await;
+
+    let (status, error) = node.post("/push", json!({"client_id": "late", "message": "late"})).await;
+    assert_eq!(status, 503, "{error}");
+    let text = error["error"].as_str().unwrap();
+    assert!(text.contains("did not answer in time") && text.contains("may still"), "{text}");
+}
+
 #[tokio::test]
 async fn a_ca_file_without_tls_or_without_certificates_stops_the_start() {
     let ca = std::env::temp_dir().join(format!("herald-not-a-ca-{}", std::process::id()));

@@ -29,6 +29,12 @@ pub enum Unavailable {
         /// What failed, for the log only.
         cause: String,
     },
+    /// A command was sent but not answered in time: the broker may still carry it
+    /// out (a push may still be delivered, and a retry may deliver it twice).
+    NoAnswer {
+        /// What timed out, for the log only.
+        cause: String,
+    },
     /// The broker is reachable but cannot give what was asked now, for a reason
     /// Herald states (too few replicas confirmed, not subscribed yet).
     NotNow(String),
@@ -40,17 +46,22 @@ impl Unavailable {
         Self::Unreachable { cause: cause.to_string() }
     }
 
+    /// A command that went unanswered, with what timed out (for the log).
+    pub(crate) fn no_answer(cause: impl std::fmt::Display) -> Self {
+        Self::NoAnswer { cause: cause.to_string() }
+    }
+
     /// Everything known about the failure, for the log.
     pub fn cause(&self) -> &str {
         match self {
-            Self::Unreachable { cause } => cause,
+            Self::Unreachable { cause } | Self::NoAnswer { cause } => cause,
             Self::NotNow(reason) => reason,
         }
     }
 
     /// Whether the answer to a client leaves the cause out, so it must be logged.
     pub fn hides_cause(&self) -> bool {
-        matches!(self, Self::Unreachable { .. })
+        matches!(self, Self::Unreachable { .. } | Self::NoAnswer { .. })
     }
 }
 
@@ -58,6 +69,10 @@ impl std::fmt::Display for Unavailable {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unreachable { .. } => f.write_str("the message broker is unreachable"),
+            Self::NoAnswer { .. } => f.write_str(
+                "the message broker did not answer in time; what was asked may still take \
+                 effect (a push may still be delivered)",
+            ),
             Self::NotNow(reason) => write!(f, "the message broker is unavailable: {reason}"),
         }
     }

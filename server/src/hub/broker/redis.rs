@@ -506,7 +506,9 @@ async fn listen(broker: Weak<RedisBroker>, stop: CancellationToken) {
                         tracing::warn!("lost the Redis subscription; reconnecting");
                         continue;
                     }
-                    Err(error) => tracing::warn!("cannot read the shared history's head: {error}"),
+                    Err(error) => {
+                        tracing::warn!("cannot read the shared history's head: {}", error.cause());
+                    }
                 }
             }
             Ok(Err(error)) => tracing::warn!(
@@ -577,7 +579,7 @@ async fn report_presence(broker: Weak<RedisBroker>, stop: CancellationToken) {
             }
             Err(error) => {
                 if !write_all {
-                    tracing::warn!("cannot report presence to Redis: {error}");
+                    tracing::warn!("cannot report presence to Redis: {}", error.cause());
                 }
                 write_all = true;
                 refresh.min(Duration::from_secs(1))
@@ -593,7 +595,7 @@ async fn report_presence(broker: Weak<RedisBroker>, stop: CancellationToken) {
 }
 
 fn unavailable(error: &RedisError) -> Unavailable {
-    Unavailable::unreachable(error)
+    if error.is_timeout() { Unavailable::no_answer(error) } else { Unavailable::unreachable(error) }
 }
 
 fn parse_epoch(text: &str) -> Result<Epoch, Unavailable> {

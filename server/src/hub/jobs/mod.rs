@@ -89,6 +89,17 @@ impl std::fmt::Display for JobError {
 
 impl std::error::Error for JobError {}
 
+impl JobError {
+    /// Everything known about the refusal, for the log: a broker's own error text too,
+    /// which the answer to a client leaves out.
+    pub fn cause(&self) -> String {
+        match self {
+            Self::Unavailable(unavailable) => unavailable.cause().to_owned(),
+            other => other.to_string(),
+        }
+    }
+}
+
 /// How a task ended.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
@@ -281,14 +292,14 @@ impl Jobs {
                 }
                 let message = Some(format!("step {step} of {steps}"));
                 if let Err(error) = jobs.progress(&job, step, message).await {
-                    tracing::warn!("demo task {job} stopped: {error}");
+                    tracing::warn!("demo task {job} stopped: {}", error.cause());
                     return;
                 }
             }
             let seconds = started.elapsed().as_secs_f64();
             let result = json!(format!("finished {steps} steps in {seconds:.1} s"));
             if let Err(error) = jobs.finish(&job, Outcome::Result(result)).await {
-                tracing::warn!("demo task {job} could not finish: {error}");
+                tracing::warn!("demo task {job} could not finish: {}", error.cause());
             }
         });
         Ok(id)
