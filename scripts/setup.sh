@@ -21,6 +21,9 @@ command -v redis-server >/dev/null || missing_debs+=(redis-server)
 # the certificates of the TLS tests.
 command -v redis-sentinel >/dev/null || missing_debs+=(redis-sentinel)
 command -v openssl >/dev/null || missing_debs+=(openssl)
+# The reverse-proxy recipes in deploy/ are tested in front of a node.
+command -v nginx >/dev/null || missing_debs+=(nginx)
+command -v caddy >/dev/null || missing_debs+=(caddy)
 if [ ${#missing_debs[@]} -gt 0 ]; then
   step sudo_if_needed apt-get update -qq
   step sudo_if_needed env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing_debs[@]}"

@@ -27,6 +27,8 @@ mod limits;
 mod lost_writes;
 /// Presence and operations endpoints.
 mod presence;
+/// The reverse-proxy recipes of deploy/ in front of a node.
+mod proxies;
 /// Pushing to clients, topics and everyone; tabs; form bodies.
 mod push;
 /// Resume by Last-Event-ID, gaps, operator disconnects.

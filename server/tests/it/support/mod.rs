@@ -4,6 +4,7 @@
 
 pub mod certs;
 pub mod node;
+pub mod proxy;
 pub mod redis;
 pub mod sentinel;
 
