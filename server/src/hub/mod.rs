@@ -257,7 +257,7 @@ impl Hub {
                 .map_err(|error| StartError(format!("cannot use these Redis settings: {error}")))?;
                 let jobs = jobs::redis::RedisJobs::start(
                     broker.link(),
-                    &redis.prefix,
+                    &redis,
                     options.jobs,
                     options.queue_capacity,
                     fanout.clone(),

@@ -276,10 +276,20 @@ async fn with_min_replicas_a_push_is_acknowledged_only_once_a_replica_has_it() {
     // Acknowledged means the replica already holds it: read it there, at once.
     let held = replica.cli(&["LRANGE", &format!("{prefix}:h:c:alice"), "0", "-1"]).await;
     assert!(held.contains("kept twice"), "{held}");
+    // So is a task's change.
+    let (status, created) = node.post("/jobs", json!({"title": "kept", "total": 2})).await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().unwrap();
+    node.post(&format!("/jobs/{id}/progress"), json!({"step": 1})).await;
+    let step = replica.cli(&["HGET", &format!("{prefix}:job:{id}"), "step"]).await;
+    assert_eq!(step.trim(), "1", "the replica holds the acknowledged step");
 
     replica.stop().await;
     let (status, error) =
         node.post("/push", json!({"client_id": "alice", "message": "only once"})).await;
+    assert_eq!(status, 503, "{error}");
+    assert!(error["error"].as_str().unwrap().contains("0 of 1 Redis replicas"), "{error}");
+    let (status, error) = node.post(&format!("/jobs/{id}/progress"), json!({"step": 2})).await;
     assert_eq!(status, 503, "{error}");
     assert!(error["error"].as_str().unwrap().contains("0 of 1 Redis replicas"), "{error}");
 

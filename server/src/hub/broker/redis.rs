@@ -38,7 +38,7 @@ use tokio_util::sync::CancellationToken;
 mod bus;
 mod keys;
 mod link;
-mod replicas;
+pub(crate) mod replicas;
 
 use bus::BusMessage;
 pub(crate) use keys::Keys;

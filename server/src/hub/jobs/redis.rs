@@ -23,7 +23,9 @@ use super::{
     JobError, JobOptions, JobSnapshot, JobState, MAX_EVENTS_PER_JOB, Outcome, SWEEP_INTERVAL,
     Watch, abandoned_error, done_data,
 };
+use crate::hub::RedisOptions;
 use crate::hub::broker::Unavailable;
+use crate::hub::broker::redis::replicas::{NotReplicated, invoke};
 use crate::hub::broker::redis::{Keys, Link, millis};
 use crate::hub::fanout::Fanout;
 use crate::hub::subscriber::Subscriber;
@@ -38,6 +40,9 @@ static SWEEP: LazyLock<Script> = LazyLock::new(|| Script::new(include_str!("redi
 /// Tasks shared through Redis.
 pub(crate) struct RedisJobs {
     link: Arc<Link>,
+    /// Replicas that must confirm a change before it is acknowledged
+    /// (`--redis-min-replicas`), as for pushes.
+    min_replicas: usize,
     keys: Keys,
     options: JobOptions,
     queue_capacity: usize,
@@ -55,20 +60,30 @@ impl std::fmt::Debug for RedisJobs {
 }
 
 impl RedisJobs {
-    /// Tasks on the Redis primary `link` leads to; starts the sweep that fails abandoned tasks,
+    /// Tasks on the Redis primary `link` leads to, under `redis`'s prefix, each change
+    /// confirmed by its `min_replicas`; starts the sweep that fails abandoned tasks,
     /// which runs until `shutdown`.
     pub(crate) fn start(
         link: Arc<Link>,
-        prefix: &str,
+        redis: &RedisOptions,
         options: JobOptions,
         queue_capacity: usize,
         fanout: Arc<Fanout>,
         metrics: Arc<Metrics>,
         shutdown: CancellationToken,
     ) -> Arc<Self> {
-        let keys = Keys::new(prefix);
-        let jobs =
-            Arc::new(Self { link, keys, options, queue_capacity, fanout, metrics, shutdown });
+        let keys = Keys::new(&redis.prefix);
+        let min_replicas = redis.min_replicas;
+        let jobs = Arc::new(Self {
+            link,
+            min_replicas,
+            keys,
+            options,
+            queue_capacity,
+            fanout,
+            metrics,
+            shutdown,
+        });
         tokio::spawn(sweep(Arc::downgrade(&jobs)));
         jobs
     }
@@ -84,7 +99,8 @@ impl RedisJobs {
             &json!({"step": 0, "total": total}).to_string(),
         );
         let created_at = humantime::format_rfc3339_seconds(SystemTime::now()).to_string();
-        let created: bool = CREATE
+        let mut invocation = CREATE.prepare_invoke();
+        invocation
             .key(self.keys.job(&id))
             .key(self.keys.job_events(&id))
             .key(self.keys.jobs_running())
@@ -96,10 +112,8 @@ impl RedisJobs {
             .arg(&first[..])
             .arg(self.options.max_jobs)
             .arg(millis(self.options.idle_timeout))
-            .arg(millis(self.options.ttl))
-            .invoke_async(&mut self.conn()?)
-            .await
-            .map_err(|error| self.unavailable(&error))?;
+            .arg(millis(self.options.ttl));
+        let created: bool = self.invoke(&invocation).await?;
         if !created {
             return Err(JobError::TooMany);
         }
@@ -136,7 +150,8 @@ impl RedisJobs {
         body_or_message: &[u8],
         stored: &str,
     ) -> Result<(), JobError> {
-        let reply: Vec<String> = UPDATE
+        let mut invocation = UPDATE.prepare_invoke();
+        invocation
             .key(self.keys.job(id))
             .key(self.keys.job_events(id))
             .key(self.keys.jobs_running())
@@ -149,10 +164,8 @@ impl RedisJobs {
             .arg(stored)
             .arg(millis(self.options.idle_timeout))
             .arg(millis(self.options.ttl))
-            .arg(MAX_EVENTS_PER_JOB)
-            .invoke_async(&mut self.conn()?)
-            .await
-            .map_err(|error| self.unavailable(&error))?;
+            .arg(MAX_EVENTS_PER_JOB);
+        let reply: Vec<String> = self.invoke(&invocation).await?;
         match reply.first().map(String::as_str) {
             Some("ok") => Ok(()),
             Some("missing") => Err(JobError::NotFound),
@@ -226,6 +239,22 @@ impl RedisJobs {
     /// The command connection to the primary.
     fn conn(&self) -> Result<ConnectionManager, JobError> {
         self.link.connection().map_err(JobError::Unavailable)
+    }
+
+    /// Runs a task script; with `--redis-min-replicas`, acknowledged once that many
+    /// replicas hold the change, as a push is.
+    async fn invoke<T: redis::FromRedisValue>(
+        &self,
+        invocation: &redis::ScriptInvocation<'_>,
+    ) -> Result<T, JobError> {
+        invoke(invocation, self.min_replicas, &mut self.conn()?).await.map_err(
+            |error| match error {
+                NotReplicated::Failed(error) => self.unavailable(&error),
+                too_few @ NotReplicated::TooFew { .. } => {
+                    JobError::Unavailable(Unavailable::NotNow(too_few.to_string()))
+                }
+            },
+        )
     }
 
     /// A failed command as callers see it; the link looks for a moved primary.

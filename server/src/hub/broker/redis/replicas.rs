@@ -31,12 +31,26 @@ impl std::fmt::Display for NotReplicated {
         match self {
             Self::TooFew { confirmed, required } => write!(
                 f,
-                "only {confirmed} of {required} Redis replicas confirmed the message within \
-                 {} ms; it may still be delivered",
+                "only {confirmed} of {required} Redis replicas confirmed the write within \
+                 {} ms; it may still take effect",
                 WAIT_TIMEOUT.as_millis()
             ),
             Self::Failed(error) => error.fmt(f),
         }
+    }
+}
+
+/// Runs `script`, waiting for `required` replicas to confirm it when that is not 0
+/// (see [`invoke_confirmed`]).
+pub(crate) async fn invoke<T: redis::FromRedisValue>(
+    script: &ScriptInvocation<'_>,
+    required: usize,
+    conn: &mut ConnectionManager,
+) -> Result<T, NotReplicated> {
+    if required == 0 {
+        script.invoke_async(conn).await.map_err(NotReplicated::Failed)
+    } else {
+        invoke_confirmed(script, required, conn).await
     }
 }
 
