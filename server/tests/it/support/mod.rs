@@ -25,6 +25,13 @@ use tokio::sync::oneshot;
 /// How long a test waits for something that should happen at once.
 pub const PATIENCE: Duration = Duration::from_secs(10);
 
+/// The state of a node started with these extra command-line arguments.
+fn state_with(args: &[&str]) -> AppState {
+    let argv = ["herald", "--listen", "127.0.0.1:0"].iter().chain(args);
+    let config = Config::try_parse_from(argv).expect("valid test arguments");
+    AppState::new(config).expect("a hub for the test")
+}
+
 /// A Herald server running in this process on a loopback port.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -42,11 +49,9 @@ impl TestServer {
 
     /// A server with these extra command-line arguments.
     pub async fn start_with(args: &[&str]) -> Self {
-        let argv = ["herald", "--listen", "127.0.0.1:0"].iter().chain(args);
-        let config = Config::try_parse_from(argv).expect("valid test arguments");
         let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind a loopback port");
         let addr = listener.local_addr().expect("local address");
-        let state = AppState::new(config).expect("a hub for the test");
+        let state = state_with(args);
         let (stop, stopped) = oneshot::channel();
         let task = tokio::spawn(herald::server::serve(listener, state.clone(), async move {
             let _ = stopped.await;
@@ -81,9 +86,7 @@ pub struct InProcess {
 impl InProcess {
     /// A router with these extra command-line arguments.
     pub fn with(args: &[&str]) -> Self {
-        let argv = ["herald", "--listen", "127.0.0.1:0"].iter().chain(args);
-        let config = Config::try_parse_from(argv).expect("valid test arguments");
-        let state = AppState::new(config).expect("a hub for the test");
+        let state = state_with(args);
         Self { router: herald::server::router(state.clone()), state }
     }
 
