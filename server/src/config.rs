@@ -77,7 +77,7 @@ pub struct Config {
     #[arg(long, env = "HERALD_SHUTDOWN_GRACE", default_value = "10s", value_parser = humantime::parse_duration)]
     pub shutdown_grace: Duration,
 
-    /// Streams the node ends itself (on SIGTERM, on a Redis resync) end at random moments over this window, each told a random retry: first, so their clients come back spread out; 0 ends them all at once. At most half of --shutdown-grace is used.
+    /// Streams the node ends itself are told a random retry: of up to this much more than --retry, and on SIGTERM end at random moments over this window, so their clients come back spread out; 0: all at once. At most half of --shutdown-grace is used.
     #[arg(long, env = "HERALD_DRAIN_SPREAD", default_value = "5s", value_parser = humantime::parse_duration)]
     pub drain_spread: Duration,
 

@@ -311,8 +311,9 @@ impl Fanout {
 
     /// Ends every stream on this node, task streams included, for `reason` (queued
     /// frames are still written when the reason drains the queue), spread as the
-    /// [`DrainOptions`] say: each is told a random `retry:` first, and they end at
-    /// random moments over the window. Returns how many were open.
+    /// [`DrainOptions`] say: each is told a random `retry:` first, and, on a shutdown,
+    /// they end at random moments over the window (after a resync, at once). Returns
+    /// how many were open.
     pub(crate) fn drain(&self, reason: DisconnectReason) -> usize {
         let mut open: Vec<Arc<Subscriber>> = lock(&self.state)
             .registry
@@ -333,9 +334,20 @@ impl Fanout {
         let retry_millis = u64::try_from(retry.as_millis()).unwrap_or(u64::MAX);
         for subscriber in &open {
             let jitter = fastrand::u64(0..=spread_millis);
-            subscriber.offer(CONTROL, &sse::retry(retry_millis.saturating_add(jitter)), None);
+            let retry = sse::retry(retry_millis.saturating_add(jitter));
+            if reason.drains_queue() {
+                subscriber.offer(CONTROL, &retry, None);
+            } else {
+                // Cut off (a resync: these streams missed messages, and one kept open
+                // would take newer ones and move its client's last event id past what
+                // it missed): it ends now, and the random `retry:` alone spreads the
+                // returns.
+                subscriber.close_with(retry, reason);
+            }
         }
-        tokio::spawn(end_over(open, spread, reason));
+        if reason.drains_queue() {
+            tokio::spawn(end_over(open, spread, reason));
+        }
         count
     }
 }
@@ -387,6 +399,18 @@ mod tests {
         assert!((200..=300).contains(&halfway), "{halfway} ended by half the window");
         tokio::time::sleep(Duration::from_millis(600)).await;
         assert_eq!(closed(&streams), 500, "all ended within the window");
+    }
+
+    #[tokio::test]
+    async fn streams_that_missed_messages_end_at_once_told_a_random_retry() {
+        let fanout = fanout_with(Duration::from_secs(1));
+        let streams = streams(&fanout, 50);
+        fanout.drain(DisconnectReason::Resync);
+        assert_eq!(closed(&streams), 50, "none stays to take newer messages");
+        for stream in &streams {
+            let Some(Ok((_, frame))) = stream.try_next() else { panic!("a retry frame first") };
+            assert!(frame.starts_with(b"retry: "), "{frame:?}");
+        }
     }
 
     #[tokio::test]

@@ -53,7 +53,8 @@ pub struct HubOptions {
 /// every stream resume — without every client coming back at the same moment (a
 /// thundering herd on the nodes that remain): each stream is first told a random
 /// `retry:` between [`retry`](Self::retry) and `retry` + [`spread`](Self::spread), and
-/// the streams end at random moments over `spread`. So the reconnects arrive over about
+/// on a shutdown the streams end at random moments over `spread` (after a resync they
+/// end at once: they missed messages, and must not take newer ones before resuming). So the reconnects arrive over about
 /// twice the spread instead of within one `retry:`. (Centrifugo's reconnect jitter and
 /// Mercure's connection rotation are the same idea.)
 #[derive(Debug, Clone, Copy)]

@@ -167,12 +167,26 @@ impl Subscriber {
     /// [drains the queue](DisconnectReason::drains_queue). Returns false if it was
     /// already closed.
     pub(crate) fn close(&self, reason: DisconnectReason) -> bool {
+        self.end(reason, None)
+    }
+
+    /// Ends the stream for `reason` as [`close`](Self::close) does, with `last` as its
+    /// final frame even when the reason drops what is queued (a stream cut off can
+    /// still be told when to come back).
+    pub(crate) fn close_with(&self, last: Bytes, reason: DisconnectReason) -> bool {
+        self.end(reason, Some(last))
+    }
+
+    fn end(&self, reason: DisconnectReason, last: Option<Bytes>) -> bool {
         let mut queue = lock(&self.queue);
         if queue.closed.is_some() {
             return false;
         }
         if !reason.drains_queue() {
             queue.frames = VecDeque::new();
+        }
+        if let Some(frame) = last {
+            queue.frames.push_back(Queued { seq: CONTROL, frame, ticket: None });
         }
         queue.closed = Some(reason);
         drop(queue);
