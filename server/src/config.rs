@@ -2,6 +2,7 @@
 //! environment variable and a line of `herald --help`, with its default beside it.
 
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
@@ -24,6 +25,14 @@ pub struct Config {
     /// Address to listen on [default: 127.0.0.1:3000, or LEPTOS_SITE_ADDR when set by cargo-leptos].
     #[arg(long, env = "HERALD_LISTEN", value_name = "ADDR")]
     pub listen: Option<SocketAddr>,
+
+    /// Serve HTTPS (HTTP/2 and HTTP/1.1) with this PEM certificate chain, leaf first; needs --tls-key. Reloaded on SIGHUP and when the file changes.
+    #[arg(long, env = "HERALD_TLS_CERT", value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// The PEM private key of --tls-cert (PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "HERALD_TLS_KEY", value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
 
     /// Send a heartbeat comment on a stream that was quiet this long (e.g. 15s, 500ms).
     #[arg(long, env = "HERALD_HEARTBEAT", default_value = "15s", value_parser = positive_duration)]
@@ -289,6 +298,11 @@ pub struct TokenArgs {
 pub const DEFAULT_LISTEN: &str = "127.0.0.1:3000";
 
 impl Config {
+    /// The certificate and key files to serve HTTPS with, if both are given.
+    pub fn tls_files(&self) -> Option<crate::net::TlsFiles> {
+        Some(crate::net::TlsFiles { cert: self.tls_cert.clone()?, key: self.tls_key.clone()? })
+    }
+
     /// The address to bind: `--listen`, else the address cargo-leptos chose (so `cargo
     /// leptos watch` works unchanged), else [`DEFAULT_LISTEN`].
     pub fn listen_addr(&self) -> SocketAddr {

@@ -6,6 +6,7 @@ use std::process::ExitCode;
 use clap::Parser;
 use herald::auth::token::{Claims, mint};
 use herald::config::{Command, LogFormat, TokenArgs};
+use herald::net::Tls;
 use herald::{AppState, Config, server};
 
 use tracing_subscriber::EnvFilter;
@@ -65,7 +66,9 @@ async fn run(config: Config) -> Result<(), String> {
     let listener =
         herald::net::bind(addr).map_err(|error| format!("cannot listen on {addr}: {error}"))?;
     let local = listener.local_addr().map_err(|error| error.to_string())?;
-    tracing::info!("listening on http://{local}");
+    let tls = config.tls_files().map(Tls::load).transpose().map_err(|error| error.to_string())?;
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    tracing::info!("listening on {scheme}://{local}");
     if !local.ip().is_loopback() && config.publish_keys.is_empty() {
         // Subscriber tokens alone do not stop anyone from pushing.
         tracing::warn!(
@@ -77,7 +80,7 @@ async fn run(config: Config) -> Result<(), String> {
     // Served from a worker thread rather than this one: a task spawned on a worker (a
     // connection's, at every accept) starts in that worker's own queue, where one
     // spawned from outside goes through the runtime's shared queue and wakes a worker.
-    tokio::spawn(server::serve(listener, state, shutdown_signal()))
+    tokio::spawn(server::serve_with(listener, tls, state, shutdown_signal()))
         .await
         .map_err(|error| format!("the server stopped: {error}"))?;
     Ok(())

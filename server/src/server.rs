@@ -7,7 +7,7 @@ use axum::Router;
 use tokio::net::TcpListener;
 
 use crate::config::Switch;
-use crate::net::Guards;
+use crate::net::{Guards, Service, Tls};
 use crate::state::AppState;
 
 /// Every route: the API and, with the `ssr` feature, the web app and its assets.
@@ -35,10 +35,21 @@ fn api_only(router: Router<AppState>) -> Router<AppState> {
     router.fallback(|| async { crate::error::ApiError::NotFound("no such endpoint".to_owned()) })
 }
 
-/// Serves until `shutdown` resolves, then ends every stream, lets in-flight requests
-/// finish, and returns once they have or when `grace` has passed.
+/// Serves plain-text HTTP until `shutdown` resolves (see [`serve_with`]).
 pub async fn serve(
     listener: TcpListener,
+    state: AppState,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) {
+    serve_with(listener, None, state, shutdown).await;
+}
+
+/// Serves until `shutdown` resolves, over TLS if `tls` is given (its certificate kept
+/// current meanwhile), then ends every stream, lets in-flight requests finish, and
+/// returns once they have or when `grace` has passed.
+pub async fn serve_with(
+    listener: TcpListener,
+    tls: Option<Tls>,
     state: AppState,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) {
@@ -51,11 +62,14 @@ pub async fn serve(
         write_timeout: state.config.write_timeout,
         max_body_bytes: state.config.max_body_bytes as usize,
     };
-    let app = router(state);
+    let service = Service { guards, metrics: hub.metrics_handle(), tls, app: router(state) };
     // One token stops everything: the hub (streams end, nothing new is taken), the
     // listener and every connection once its response is over.
     let stop = hub.stop_token();
-    let server = crate::net::serve(listener, guards, hub.metrics_handle(), app, stop.clone());
+    if let Some(tls) = &service.tls {
+        tokio::spawn(tls.clone().keep_current(stop.clone()));
+    }
+    let server = crate::net::serve(listener, service, stop.clone());
     tokio::pin!(server);
     let served_out = tokio::select! {
         () = &mut server => true,

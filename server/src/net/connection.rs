@@ -37,16 +37,17 @@ use crate::metrics::Limit;
 const HEAD_READ: usize = 1024;
 
 /// Serves `io` until the peer leaves, a limit closes it, or `stop` is cancelled and
-/// the response under way (if any) has ended.
+/// the response under way (if any) has ended. The first request's head is due by
+/// `first_due` (the header timeout from accept).
 pub(super) async fn serve(
     mut io: GuardedStream,
     peer: PeerAddr,
     app: Router,
     stop: CancellationToken,
+    first_due: Instant,
 ) {
     let mut unread = Vec::new();
-    // A fresh connection's first head is due within the header timeout of accept.
-    let mut idle_until = Instant::now() + io.guards().header_timeout;
+    let mut idle_until = first_due;
     let mut first = true;
     loop {
         let next = tokio::select! {
@@ -130,7 +131,7 @@ async fn read_request(
     first: bool,
 ) -> Next {
     if unread.is_empty() {
-        match timeout_at(idle_until, io.has_data()).await {
+        match timeout_at(idle_until, io.has_data(unread)).await {
             Ok(Ok(true)) => {}
             Ok(Ok(false) | Err(_)) => return Next::Gone,
             Err(_) => {
@@ -260,6 +261,7 @@ mod tests {
     use super::*;
     use crate::metrics::Metrics;
     use crate::net::Guards;
+    use crate::net::guard::Transport;
 
     /// Every open stream is one of these futures: what it holds, every idle
     /// connection pays for (a buffer or a parser's array held across an `await`
@@ -277,8 +279,9 @@ mod tests {
             write_timeout: std::time::Duration::from_secs(1),
             max_body_bytes: 1024,
         };
-        let io = GuardedStream::new(server, guards, Arc::new(Metrics::default()));
-        let task = serve(io, PeerAddr(peer), Router::new(), CancellationToken::new());
+        let io = GuardedStream::new(Transport::Plain(server), guards, Arc::new(Metrics::default()));
+        let due = Instant::now();
+        let task = serve(io, PeerAddr(peer), Router::new(), CancellationToken::new(), due);
         let size = std::mem::size_of_val(&task);
         println!("a connection's task: {size} bytes");
         assert!(size <= 1536, "a connection's task takes {size} bytes");

@@ -1,7 +1,11 @@
-//! From the listening socket to served requests, over HTTP/1.1.
+//! From the listening socket to served requests, over HTTP/1.1 and HTTP/2, in plain
+//! text or TLS.
 //!
-//! Every accepted connection gets TCP keepalive and a write timeout ([`guard`]),
-//! then serves requests one after another ([`connection`]), each within time limits
+//! Every accepted connection gets TCP keepalive and a write timeout ([`guard`]). With
+//! TLS configured it first completes a handshake ([`tls`]), whose ALPN picks the
+//! protocol; in plain text, a connection that opens with the HTTP/2 preface is served
+//! as h2c. HTTP/2 connections are hyper's ([`http2`]). HTTP/1.1 connections serve
+//! requests one after another ([`connection`]), each within time limits
 //! on every phase: its head is read and held to RFC 9112 ([`head`]), its body read
 //! whole ([`body`]), and the router's answer written ([`response`]) by a lean writer
 //! that holds only what a quiet stream needs (hyper keeps about 24 KiB of buffers
@@ -12,7 +16,9 @@ mod body;
 mod connection;
 mod guard;
 mod head;
+mod http2;
 mod response;
+mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -21,11 +27,14 @@ use std::time::Duration;
 
 use axum::Router;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
-pub use guard::GuardedStream;
+pub use guard::{GuardedStream, Transport};
 pub use head::Refusal;
+pub use http2::MAX_CONCURRENT_STREAMS;
+pub use tls::{RELOAD_CHECK, Tls, TlsError, TlsFiles};
 
 use crate::metrics::Metrics;
 
@@ -84,29 +93,94 @@ pub struct Guards {
 #[derive(Debug, Clone, Copy)]
 pub struct PeerAddr(pub SocketAddr);
 
-/// Serves `app` on every connection `listener` accepts until `stop` is cancelled;
-/// then accepts no more, lets each connection finish its current response (streams
-/// end when the hub shuts down) and returns once every connection has closed (the
-/// shape of mini-redis' `Listener`).
-pub async fn serve(
-    listener: TcpListener,
-    guards: Guards,
-    metrics: Arc<Metrics>,
-    app: Router,
-    stop: CancellationToken,
-) {
+/// What every connection is served with.
+#[derive(Debug, Clone)]
+pub struct Service {
+    /// The limits on every connection.
+    pub guards: Guards,
+    /// Where limits are counted.
+    pub metrics: Arc<Metrics>,
+    /// TLS on the port, if configured; plain text otherwise.
+    pub tls: Option<Tls>,
+    /// The application.
+    pub app: Router,
+}
+
+/// Serves `service` on every connection `listener` accepts until `stop` is
+/// cancelled; then accepts no more, lets each connection finish its current
+/// response (streams end when the hub shuts down) and returns once every connection
+/// has closed (the shape of mini-redis' `Listener`).
+pub async fn serve(listener: TcpListener, service: Service, stop: CancellationToken) {
     let connections = TaskTracker::new();
     loop {
         let (stream, peer) = tokio::select! {
             accepted = accept(&listener) => accepted,
             () = stop.cancelled() => break,
         };
-        let io = GuardedStream::new(stream, guards, metrics.clone());
-        connections.spawn(connection::serve(io, PeerAddr(peer), app.clone(), stop.clone()));
+        connections.spawn(serve_connection(stream, PeerAddr(peer), service.clone(), stop.clone()));
     }
     drop(listener);
     connections.close();
     connections.wait().await;
+}
+
+/// The protocol a connection speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Protocol {
+    Http1,
+    Http2,
+}
+
+/// Serves one accepted connection: TLS handshake or h2c preface first (both within
+/// the header timeout of accept), then HTTP/1.1 or HTTP/2.
+async fn serve_connection(
+    stream: TcpStream,
+    peer: PeerAddr,
+    service: Service,
+    stop: CancellationToken,
+) {
+    let Service { guards, metrics, tls, app } = service;
+    let due = Instant::now() + guards.header_timeout;
+    let opened = match tls {
+        // Boxed: the handshake's state would otherwise sit in every connection's task.
+        Some(tls) => timeout_at(due, Box::pin(handshake(&tls, stream))).await,
+        None => timeout_at(due, sniff(stream)).await,
+    };
+    let (transport, protocol) = match opened {
+        Ok(Ok(opened)) => opened,
+        Ok(Err(error)) => {
+            tracing::debug!("connection from {} failed before its first request: {error}", peer.0);
+            return;
+        }
+        Err(_) => {
+            metrics.limited(crate::metrics::Limit::HeaderTimeout);
+            return;
+        }
+    };
+    let io = GuardedStream::new(transport, guards, metrics);
+    match protocol {
+        Protocol::Http1 => connection::serve(io, peer, app, stop, due).await,
+        // Boxed: hyper's connection state is large, and HTTP/1.1 tasks should not pay for it.
+        Protocol::Http2 => Box::pin(http2::serve(io, peer, app, stop)).await,
+    }
+}
+
+/// A TLS connection and the protocol its ALPN chose (HTTP/1.1 without ALPN).
+async fn handshake(tls: &Tls, stream: TcpStream) -> io::Result<(Transport, Protocol)> {
+    let stream = tls.accept(stream).await?;
+    let protocol = if stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
+        Protocol::Http2
+    } else {
+        Protocol::Http1
+    };
+    Ok((Transport::Tls(Box::new(stream)), protocol))
+}
+
+/// A plain-text connection, served as h2c if it opens with HTTP/2's preface.
+async fn sniff(stream: TcpStream) -> io::Result<(Transport, Protocol)> {
+    let protocol =
+        if http2::opens_with_preface(&stream).await? { Protocol::Http2 } else { Protocol::Http1 };
+    Ok((Transport::Plain(stream), protocol))
 }
 
 /// The next connection, with TCP keepalive on and Nagle off.

@@ -13,7 +13,7 @@ use tokio::io::{AsyncBufReadExt, BufReader};
 
 use crate::support::node::Node;
 use crate::support::proxy::{Kind, Proxy};
-use crate::support::{Api, PATIENCE};
+use crate::support::{self, Api, PATIENCE};
 
 /// The proxy's read timeout towards Herald, in seconds; Herald's heartbeat is shorter.
 const READ_TIMEOUT_SECS: u32 = 2;
@@ -38,7 +38,7 @@ async fn node_behind(kind: Kind) -> (Node, Proxy) {
 /// A stream's status, opened through `base` from the local address `from`.
 async fn stream_status(base: &str, from: &str, client: &str) -> (StatusCode, reqwest::Response) {
     let http =
-        reqwest::Client::builder().local_address(from.parse::<IpAddr>().unwrap()).build().unwrap();
+        support::client().local_address(from.parse::<IpAddr>().unwrap()).build().unwrap();
     let response = http.get(format!("{base}/sse?client_id={client}")).send().await.unwrap();
     (response.status(), response)
 }

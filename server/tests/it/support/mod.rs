@@ -141,7 +141,7 @@ pub struct Api {
 impl Api {
     /// A client for the server at `base` (`http://host:port`).
     pub fn new(base: String) -> Self {
-        Self { base, http: reqwest::Client::new() }
+        Self { base, http: client().build().expect("an HTTP client") }
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -223,6 +223,13 @@ impl Drop for TestServer {
             task.abort();
         }
     }
+}
+
+/// An HTTP client builder. Its rustls (for the HTTPS tests) uses ring, as Herald does.
+pub fn client() -> reqwest::ClientBuilder {
+    // Already installed by an earlier test: fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
 }
 
 pub async fn json_response(response: reqwest::Response) -> (StatusCode, Value) {
