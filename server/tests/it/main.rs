@@ -19,6 +19,8 @@ mod errors;
 mod forwarded;
 /// RFC 9112's refusals and the time limits on every phase of every request.
 mod http1;
+/// HTTPS and HTTP/2 (over TLS and h2c): streams, pushes, tasks, reloads, GOAWAY.
+mod https;
 /// Task streams: replay, live progress, the final event, 204 after it.
 mod jobs;
 /// Limits on streams, pushes, topics and sizes.

@@ -37,8 +37,7 @@ async fn node_behind(kind: Kind) -> (Node, Proxy) {
 
 /// A stream's status, opened through `base` from the local address `from`.
 async fn stream_status(base: &str, from: &str, client: &str) -> (StatusCode, reqwest::Response) {
-    let http =
-        support::client().local_address(from.parse::<IpAddr>().unwrap()).build().unwrap();
+    let http = support::client().local_address(from.parse::<IpAddr>().unwrap()).build().unwrap();
     let response = http.get(format!("{base}/sse?client_id={client}")).send().await.unwrap();
     (response.status(), response)
 }

@@ -83,6 +83,16 @@ impl Node {
         let _ = self.child.wait().await;
     }
 
+    /// Sends SIGHUP, as an operator (or certbot's deploy hook) asking for a reload.
+    pub fn hangup(&self) {
+        self.signal("-HUP");
+    }
+
+    /// Talks to the node with `http` from now on (one that trusts its certificate, say).
+    pub fn use_client(&mut self, http: reqwest::Client) {
+        self.api.http = http;
+    }
+
     fn signal(&self, signal: &str) {
         let pid = self.child.id().expect("running").to_string();
         let status = std::process::Command::new("kill").args([signal, &pid]).status();
