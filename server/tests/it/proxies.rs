@@ -2,7 +2,7 @@
 //! real node: events pass through unbuffered, a finished task's 204 passes, heartbeats
 //! keep a quiet stream open past the proxy's read timeout, the per-address limits count
 //! the client the proxy names (`--trusted-proxy`), and Caddy speaks HTTP/2 to the
-//! browser while it reaches Herald over HTTP/1.1.
+//! browser while it reaches Herald over HTTP/1.1 or h2c.
 
 use std::net::IpAddr;
 use std::time::{Duration, Instant};
@@ -86,6 +86,14 @@ async fn the_nginx_recipe_streams_unbuffered_and_names_the_client() {
 #[tokio::test]
 async fn the_caddy_recipe_streams_unbuffered_and_names_the_client() {
     the_recipe_holds(Kind::Caddy).await;
+}
+
+/// The same recipe with Caddy reaching Herald over h2c (HTTP/2 in clear text, with
+/// prior knowledge): every client's requests on one upstream connection. (Herald not
+/// speaking h2c would fail this with 502s: Caddy does not fall back to HTTP/1.1.)
+#[tokio::test]
+async fn the_caddy_recipe_holds_over_an_h2c_upstream() {
+    the_recipe_holds(Kind::CaddyH2c).await;
 }
 
 /// Browsers get HTTP/2 from Caddy (`tls internal`): any number of tabs on one

@@ -17,6 +17,8 @@ pub enum Kind {
     Caddy,
     /// `deploy/Caddyfile` with `tls internal`: HTTPS and HTTP/2 to the client.
     CaddyTls,
+    /// `deploy/Caddyfile`, plain HTTP, reaching Herald over h2c (`h2c://` upstream).
+    CaddyH2c,
 }
 
 /// A running proxy, killed when dropped.
@@ -44,6 +46,9 @@ impl Proxy {
             Kind::Nginx => nginx(&dir, port, upstream, read_timeout_secs),
             Kind::Caddy | Kind::CaddyTls => {
                 caddy(&dir, port, upstream, read_timeout_secs, kind == Kind::CaddyTls)
+            }
+            Kind::CaddyH2c => {
+                caddy(&dir, port, &format!("h2c://{upstream}"), read_timeout_secs, false)
             }
         };
         let scheme = if kind == Kind::CaddyTls { "https" } else { "http" };
