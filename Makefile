@@ -1,5 +1,5 @@
 # Herald's set-up commands. Each installs what is missing first.
-.PHONY: run test setup watch fuzz bench chaos
+.PHONY: run test setup watch fuzz bench chaos dist
 
 ## Build and serve the app on http://127.0.0.1:3000 (in-memory broker).
 run:
@@ -8,6 +8,11 @@ run:
 ## Run every test: fmt, clippy, unit, integration, Playwright end to end.
 test:
 	bash scripts/test.sh
+
+## The self-contained binary (web app embedded), README, licences and systemd unit
+## in target/dist/herald-VERSION-ARCH-linux.tar.gz.
+dist:
+	bash scripts/dist.sh
 
 ## Fuzz push requests, the encoder and raw connections (FUZZ_SECONDS per target, default 60).
 fuzz: setup

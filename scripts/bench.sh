@@ -29,7 +29,7 @@ if [ "${#missing_debs[@]}" -gt 0 ]; then
 fi
 
 echo "bench: building herald (as make run serves it) and herald-bench, release"
-cargo leptos build --release >/dev/null 2>&1 || cargo leptos build --release
+cargo leptos build --release --precompress >/dev/null 2>&1 || cargo leptos build --release --precompress
 cargo build --release -q -p herald-bench
 bin="$CARGO_TARGET_DIR/release"
 work=$(mktemp -d)

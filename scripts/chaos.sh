@@ -23,7 +23,7 @@ if [ "${CHAOS_BUILD:-1}" != 0 ]; then
   echo "chaos: building herald ($profile) and herald-chaos"
   if [ "$profile" = release ]; then
     # As make run and make bench build it.
-    cargo leptos build --release >/dev/null 2>&1 || cargo leptos build --release
+    cargo leptos build --release --precompress >/dev/null 2>&1 || cargo leptos build --release --precompress
   else
     # As the tests build it (docs/toolchain.md, P9), so the build is shared.
     RUSTFLAGS="$LEPTOS_DEBUG_RUSTFLAGS" cargo build -q -p server --bin herald

@@ -4,6 +4,5 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 source scripts/env.sh
 bash scripts/setup.sh
-cargo leptos build --release
-export LEPTOS_SITE_ROOT="$PWD/target/site"
+cargo leptos build --release --precompress
 exec "$CARGO_TARGET_DIR/release/herald" "$@"

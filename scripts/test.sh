@@ -34,8 +34,8 @@ bash scripts/fuzz.sh
 
 # Release, as `make run` serves it: this also proves the wasm-opt step (npm binaryen)
 # and the deep view types that only a release build meets.
-phase "cargo leptos build --release"
-cargo leptos build --release
+phase "cargo leptos build --release --precompress"
+cargo leptos build --release --precompress
 
 phase "playwright"
 # Free loopback ports for the in-memory node, the Redis, the two cluster nodes and
@@ -47,7 +47,6 @@ for s in sockets: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in sockets))')
 export E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT
 export HERALD_BIN="$CARGO_TARGET_DIR/release/herald"
-export HERALD_SITE_ROOT="$PWD/target/site"
 (cd end2end && npx playwright test)
 
 # The benchmark must keep working; its real figures are in docs/benchmarks.md.
