@@ -33,19 +33,21 @@ phase "cargo fuzz (${FUZZ_SECONDS:-60} s per target)"
 bash scripts/fuzz.sh
 
 # Release, as `make run` serves it: this also proves the wasm-opt step (npm binaryen)
-# and the deep view types that only a release build meets.
-phase "cargo leptos build --release --precompress"
-cargo leptos build --release --precompress
+# and the deep view types that only a release build meets. make dist's tarball is then
+# unpacked into an empty directory and its binary must serve the app alone.
+phase "make dist (the release build) and its tarball checked from an empty directory"
+bash scripts/dist.sh
+bash scripts/check-dist.sh
 
 phase "playwright"
 # Free loopback ports for the in-memory node, the Redis, the two cluster nodes and
-# the secured node.
-read -r E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT < <(python3 -c '
+# the secured node and the HTTPS node.
+read -r E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT E2E_TLS_PORT < <(python3 -c '
 import socket
-sockets = [socket.socket() for _ in range(5)]
+sockets = [socket.socket() for _ in range(6)]
 for s in sockets: s.bind(("127.0.0.1", 0))
 print(" ".join(str(s.getsockname()[1]) for s in sockets))')
-export E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT
+export E2E_PORT E2E_REDIS_PORT E2E_NODE_A_PORT E2E_NODE_B_PORT E2E_SECURE_PORT E2E_TLS_PORT
 export HERALD_BIN="$CARGO_TARGET_DIR/release/herald"
 (cd end2end && npx playwright test)
 

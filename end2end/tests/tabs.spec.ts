@@ -34,3 +34,38 @@ test("over plain HTTP a seventh tab whose stream cannot open says why and what f
   seventh.expectNoPageErrors();
   await context.close();
 });
+
+// Over HTTPS Herald speaks HTTP/2 (ALPN): one connection carries every tab's stream, so
+// twelve tabs of one browser all open theirs — twice what HTTP/1.1's pool allows.
+test("over HTTPS twelve tabs of one browser each open their stream and show their own push", async ({ browser }) => {
+  test.setTimeout(90_000);
+  const baseURL = process.env.E2E_TLS_URL!;
+  const context = await browser.newContext({ baseURL, ignoreHTTPSErrors: true });
+  const tabs: HeraldPage[] = [];
+  for (let n = 0; n < 12; n++) {
+    const tab = new HeraldPage(await context.newPage());
+    await tab.goto();
+    tabs.push(tab);
+  }
+  const protocol = await tabs[0].page.evaluate(
+    () => (performance.getEntriesByType("navigation")[0] as PerformanceNavigationTiming).nextHopProtocol,
+  );
+  expect(protocol).toBe("h2");
+  const ids = await Promise.all(tabs.map((tab) => tab.id()));
+  expect(new Set(ids).size).toBe(12);
+  for (const tab of tabs) {
+    await expect(tab.connectionState).toHaveText("open");
+  }
+
+  for (const [n, id] of ids.entries()) {
+    const pushed = await context.request.post("/push", { data: { client_id: id, message: `for tab ${n}` } });
+    expect(pushed.status()).toBe(200);
+    expect((await pushed.json()).delivered).toBe(1);
+  }
+  for (const [n, tab] of tabs.entries()) {
+    await expect(tab.messages).toHaveCount(1);
+    await expect(tab.messages.first()).toContainText(`for tab ${n}`);
+    tab.expectNoPageErrors();
+  }
+  await context.close();
+});
