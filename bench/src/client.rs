@@ -1,5 +1,6 @@
-//! Raw HTTP/1 over tokio + hyper: SSE subscribers bound to a chosen source address,
-//! and a publisher on one kept-alive connection.
+//! Raw HTTP over tokio + hyper: SSE subscribers bound to a chosen source address (a
+//! connection each over HTTP/1.1, or many streams per HTTP/2 connection), and a
+//! publisher on one kept-alive connection; over TCP or TLS ([`Transport`]).
 //!
 //! The benchmark reads each stream whole with [`Subscribed::read`]. The delivery
 //! checker needs more control, as a browser has: it states a `Last-Event-ID`, sees
@@ -12,12 +13,13 @@ use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
-use hyper::client::conn::http1;
-use hyper_util::rt::TokioIo;
-use tokio::net::{TcpSocket, TcpStream};
+use hyper::client::conn::{http1, http2};
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use tokio::net::TcpStream;
 
 use crate::sse::EventReader;
 use crate::target::Target;
+use crate::transport::{Io, PLAIN, Protocol, Transport};
 
 /// A failure worth reporting.
 pub type Error = Box<dyn std::error::Error + Send + Sync>;
@@ -33,7 +35,9 @@ pub fn source(n: usize, sources: u8, net: u8) -> IpAddr {
 /// (a task for the connection and another for the body would make every chunk wake
 /// a second task).
 pub struct Subscribed {
-    connection: http1::Connection<TokioIo<TcpStream>, Full<Bytes>>,
+    /// The stream's own HTTP/1.1 connection; `None` for an HTTP/2 stream, whose
+    /// connection is driven by a task of its own.
+    connection: Option<StreamConnection>,
     body: Incoming,
 }
 
@@ -49,23 +53,75 @@ impl Subscribed {
                 }
             }
         };
-        tokio::select! {
-            _ = connection => {}
-            () = read => {}
+        match connection {
+            Some(connection) => tokio::select! {
+                _ = connection => {}
+                () = read => {}
+            },
+            None => read.await,
         }
     }
 }
 
-/// Opens client `n`'s stream from `from`; ready to read once the response headers
-/// said 200.
-pub async fn subscribe(target: &Target, n: usize, from: IpAddr) -> Result<Subscribed, Error> {
+/// Opens client `n`'s stream from `from` on a connection of its own (HTTP/1.1, over
+/// `transport`); ready to read once the response headers said 200.
+pub async fn subscribe(
+    target: &Target,
+    transport: &Transport,
+    n: usize,
+    from: IpAddr,
+) -> Result<Subscribed, Error> {
     let path = target.subscribe_path(n);
-    let request = StreamRequest { from: Some(from), ..StreamRequest::new(target.addr, &path) };
+    let request = StreamRequest {
+        from: Some(from),
+        transport,
+        ..StreamRequest::new(target.addr, &path)
+    };
     let (response, connection) = request_stream(&request).await?;
     if response.status() != hyper::StatusCode::OK {
         return Err(format!("client {n}: {}", response.status()).into());
     }
-    Ok(Subscribed { connection, body: response.into_body() })
+    Ok(Subscribed { connection: Some(connection), body: response.into_body() })
+}
+
+/// An HTTP/2 connection that streams are opened on.
+pub type Http2Sender = http2::SendRequest<Full<Bytes>>;
+
+/// Opens an HTTP/2 connection to `target` from `from` over `transport` (h2 by ALPN
+/// over TLS, h2c with prior knowledge otherwise); a task drives it until it ends.
+pub async fn connect_http2(
+    target: &Target,
+    transport: &Transport,
+    from: IpAddr,
+) -> Result<Http2Sender, Error> {
+    let io = transport.connect(target.addr, Some(from), None, Protocol::Http2).await?;
+    let (sender, connection) =
+        http2::Builder::new(TokioExecutor::new()).handshake(TokioIo::new(io)).await?;
+    tokio::spawn(async move {
+        let _ = connection.await;
+    });
+    Ok(sender)
+}
+
+/// Opens client `n`'s stream on an HTTP/2 connection; ready to read once the response
+/// headers said 200.
+pub async fn subscribe_http2(
+    sender: &mut Http2Sender,
+    target: &Target,
+    transport: &Transport,
+    n: usize,
+) -> Result<Subscribed, Error> {
+    let scheme = if transport.is_tls() { "https" } else { "http" };
+    let uri = format!("{scheme}://{}{}", target.addr, target.subscribe_path(n));
+    let request = hyper::Request::get(uri)
+        .header(hyper::header::ACCEPT, "text/event-stream")
+        .body(Full::new(Bytes::new()))?;
+    sender.ready().await?;
+    let response = sender.send_request(request).await?;
+    if response.status() != hyper::StatusCode::OK {
+        return Err(format!("client {n}: {}", response.status()).into());
+    }
+    Ok(Subscribed { connection: None, body: response.into_body() })
 }
 
 /// An event stream to open, as a browser's EventSource would ask for it.
@@ -81,11 +137,13 @@ pub struct StreamRequest<'a> {
     /// The socket's receive buffer (`SO_RCVBUF`): a small one makes a slow reader
     /// fall behind after little data, as a phone on a bad network does.
     pub receive_buffer: Option<u32>,
+    /// TCP or TLS (the stream speaks HTTP/1.1 either way).
+    pub transport: &'a Transport,
 }
 
 impl<'a> StreamRequest<'a> {
     pub fn new(addr: SocketAddr, path: &'a str) -> Self {
-        Self { addr, path, from: None, last_event_id: None, receive_buffer: None }
+        Self { addr, path, from: None, last_event_id: None, receive_buffer: None, transport: &PLAIN }
     }
 }
 
@@ -107,22 +165,16 @@ pub async fn open_stream(request: &StreamRequest<'_>) -> Result<Opened, Error> {
     Ok(Opened::Stream(Box::new(stream)))
 }
 
-type StreamConnection = http1::Connection<TokioIo<TcpStream>, Full<Bytes>>;
+type StreamConnection = http1::Connection<TokioIo<Box<dyn Io>>, Full<Bytes>>;
 
 /// Sends a GET for an event stream and waits for the answer's head.
 async fn request_stream(
     request: &StreamRequest<'_>,
 ) -> Result<(hyper::Response<Incoming>, StreamConnection), Error> {
-    let socket = TcpSocket::new_v4()?;
-    // Ports of an earlier run's closed connections linger in TIME_WAIT for a minute.
-    socket.set_reuseaddr(true)?;
-    if let Some(size) = request.receive_buffer {
-        socket.set_recv_buffer_size(size)?;
-    }
-    if let Some(from) = request.from {
-        socket.bind(SocketAddr::new(from, 0))?;
-    }
-    let stream = socket.connect(request.addr).await?;
+    let stream = request
+        .transport
+        .connect(request.addr, request.from, request.receive_buffer, Protocol::Http1)
+        .await?;
     let (mut sender, mut connection) = http1::handshake(TokioIo::new(stream)).await?;
     let mut builder = hyper::Request::get(request.path)
         .header(hyper::header::HOST, request.addr.to_string())
@@ -201,16 +253,25 @@ pub async fn get(addr: SocketAddr, path: &str) -> Result<(hyper::StatusCode, Byt
 pub struct Publisher {
     sender: http1::SendRequest<Full<Bytes>>,
     target: Target,
+    transport: Transport,
 }
 
 impl Publisher {
+    /// A publisher over plain TCP.
     pub async fn connect(target: Target) -> Result<Self, Error> {
-        Ok(Self { sender: Self::open(target).await?, target })
+        Self::connect_over(target, PLAIN.clone()).await
     }
 
-    async fn open(target: Target) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
-        let stream = tokio::net::TcpStream::connect(target.addr).await?;
-        stream.set_nodelay(true)?;
+    /// A publisher over `transport` (HTTP/1.1, over TCP or TLS).
+    pub async fn connect_over(target: Target, transport: Transport) -> Result<Self, Error> {
+        Ok(Self { sender: Self::open(target, &transport).await?, target, transport })
+    }
+
+    async fn open(
+        target: Target,
+        transport: &Transport,
+    ) -> Result<http1::SendRequest<Full<Bytes>>, Error> {
+        let stream = transport.connect(target.addr, None, None, Protocol::Http1).await?;
         let (sender, connection) = http1::handshake(TokioIo::new(stream)).await?;
         tokio::spawn(async move {
             let _ = connection.await;
@@ -235,7 +296,7 @@ impl Publisher {
         body: String,
     ) -> Result<(hyper::StatusCode, Bytes), Error> {
         if self.sender.ready().await.is_err() {
-            self.sender = Self::open(self.target).await?;
+            self.sender = Self::open(self.target, &self.transport).await?;
         }
         let content_type = match self.target.kind {
             crate::target::Kind::Herald => "application/json",

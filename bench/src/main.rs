@@ -15,11 +15,15 @@
 //! `--addr` and the subscribers are spread over them in turn, with every push going
 //! through `--publish-addr`, so that messages cross from node to node.
 //!
+//! `--tls` speaks TLS to the hub; `--http2` carries the streams over HTTP/2, many on
+//! each connection (`--streams-per-connection`), as a browser's tabs or a proxy do.
+//!
 //! Each run prints one JSON line (for scripts) and a short human summary.
 
 mod measure;
 mod scenario;
 
+use herald_bench::transport::{self, Transport};
 use herald_bench::{client, target};
 
 use std::net::SocketAddr;
@@ -61,6 +65,19 @@ struct Cli {
     /// Stop the scenario after this long, whatever happens.
     #[arg(long, default_value = "120s", value_parser = humantime_duration)]
     deadline: Duration,
+    /// Speak TLS to the hub (HTTP/1.1 or, with --http2, h2 by ALPN), trusting --tls-ca.
+    #[arg(long, requires = "tls_ca")]
+    tls: bool,
+    /// The CA certificate (PEM) the hub's TLS certificate is signed by.
+    #[arg(long, value_name = "FILE")]
+    tls_ca: Option<std::path::PathBuf>,
+    /// Open the streams over HTTP/2, --streams-per-connection on each connection (h2
+    /// over TLS, h2c with prior knowledge without); pushes stay on HTTP/1.1.
+    #[arg(long)]
+    http2: bool,
+    /// Streams per HTTP/2 connection.
+    #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    streams_per_connection: u32,
     /// A name for this run in the JSON line.
     #[arg(long, default_value = "")]
     label: String,
@@ -79,7 +96,7 @@ enum Scenario {
 }
 
 /// Where the scenario subscribes and publishes, from the command line.
-fn setup(cli: &Cli, sources: u8) -> scenario::Setup {
+fn setup(cli: &Cli, sources: u8, transport: Transport) -> scenario::Setup {
     let nodes: Vec<target::Target> =
         cli.addrs.iter().map(|addr| target::Target::new(cli.target, *addr)).collect();
     let publish_addr = cli.publish_addr.or_else(|| cli.addrs.first().copied());
@@ -92,6 +109,7 @@ fn setup(cli: &Cli, sources: u8) -> scenario::Setup {
         source_net: cli.source_net,
         pids: cli.pids.clone(),
         deadline: cli.deadline,
+        transport,
     }
 }
 
@@ -114,7 +132,16 @@ async fn main() -> std::process::ExitCode {
     let sources = cli
         .sources
         .unwrap_or_else(|| u8::try_from(connections.div_ceil(5_000)).unwrap_or(u8::MAX).max(1));
-    let setup = setup(&cli, sources);
+    let http2_streams = cli.http2.then_some(cli.streams_per_connection as usize);
+    let ca = if cli.tls { cli.tls_ca.as_deref() } else { None };
+    let transport = match Transport::new(ca, http2_streams) {
+        Ok(transport) => transport,
+        Err(error) => {
+            eprintln!("herald-bench: cannot set up TLS: {error}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    let setup = setup(&cli, sources, transport);
     let run = tokio::time::timeout(cli.deadline + Duration::from_secs(30), async {
         match cli.scenario {
             Scenario::Hold { connections } => scenario::hold(&setup, connections).await,
@@ -132,6 +159,8 @@ async fn main() -> std::process::ExitCode {
             report.insert("label".into(), cli.label.into());
             report.insert("target".into(), cli.target.name().into());
             report.insert("nodes".into(), setup.nodes.len().into());
+            report.insert("tls".into(), setup.transport.is_tls().into());
+            report.insert("http2_streams_per_connection".into(), http2_streams.into());
             println!("{}", serde_json::Value::Object(report));
             std::process::ExitCode::SUCCESS
         }

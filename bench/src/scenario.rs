@@ -12,6 +12,7 @@ use tokio::task::JoinSet;
 use crate::client::{self, Error, Publisher};
 use crate::measure::{self, millis, now_micros, percentile, stamp};
 use crate::target::{Audience, Target};
+use crate::transport::Transport;
 
 /// A scenario's figures.
 pub type Report = Map<String, Value>;
@@ -30,6 +31,8 @@ pub struct Setup {
     /// sums; none measured when empty.
     pub pids: Vec<u32>,
     pub deadline: Duration,
+    /// TCP or TLS; HTTP/1.1 or HTTP/2.
+    pub transport: Transport,
 }
 
 impl Setup {
@@ -63,20 +66,54 @@ impl Streams {
 
 async fn open(setup: &Setup, n: usize, on_event: &OnEvent) -> Result<Streams, Error> {
     let started = Instant::now();
-    let (sources, net) = (setup.sources, setup.source_net);
-    let mut opened = futures::stream::iter(0..n)
-        .map(|i| {
-            let target = setup.node(i);
-            async move { client::subscribe(&target, i, client::source(i, sources, net)).await }
-        })
-        .buffer_unordered(CONNECTING_AT_ONCE);
     let mut readers = JoinSet::new();
-    while let Some(stream) = opened.next().await {
-        let stream = stream?;
+    let mut spawn = |stream: client::Subscribed| {
         let on_event = on_event.clone();
         readers.spawn(stream.read(move |data| on_event(data)));
+    };
+    match setup.transport.http2_streams {
+        None => {
+            let mut opened = futures::stream::iter(0..n)
+                .map(|i| subscribe_alone(setup, i))
+                .buffer_unordered(CONNECTING_AT_ONCE);
+            while let Some(stream) = opened.next().await {
+                spawn(stream?);
+            }
+        }
+        Some(per_connection) => {
+            let per_connection = per_connection.max(1);
+            let mut opened = futures::stream::iter(0..n.div_ceil(per_connection))
+                .map(|c| subscribe_sharing(setup, c, per_connection, n))
+                .buffer_unordered((CONNECTING_AT_ONCE / per_connection).max(1));
+            while let Some(streams) = opened.next().await {
+                streams?.into_iter().for_each(&mut spawn);
+            }
+        }
     }
     Ok(Streams { readers, connect_time: started.elapsed() })
+}
+
+/// Stream `i` on a connection of its own (HTTP/1.1).
+async fn subscribe_alone(setup: &Setup, i: usize) -> Result<client::Subscribed, Error> {
+    let from = client::source(i, setup.sources, setup.source_net);
+    client::subscribe(&setup.node(i), &setup.transport, i, from).await
+}
+
+/// The streams of HTTP/2 connection `c`: `per_connection` of them (fewer for the last).
+async fn subscribe_sharing(
+    setup: &Setup,
+    c: usize,
+    per_connection: usize,
+    n: usize,
+) -> Result<Vec<client::Subscribed>, Error> {
+    let target = setup.node(c);
+    let from = client::source(c, setup.sources, setup.source_net);
+    let sender = client::connect_http2(&target, &setup.transport, from).await?;
+    let streams = (c * per_connection..n.min((c + 1) * per_connection)).map(|i| {
+        let mut sender = sender.clone();
+        async move { client::subscribe_http2(&mut sender, &target, &setup.transport, i).await }
+    });
+    futures::future::try_join_all(streams).await
 }
 
 /// The least server CPU time a per-unit figure is given for: ten of the kernel's ticks.
@@ -192,7 +229,7 @@ pub async fn unicast(setup: &Setup, n: usize, pushes: usize, rate: u32) -> Resul
         }
     });
     let streams = open(setup, n, &on_event).await?;
-    let mut publisher = Publisher::connect(setup.publish).await?;
+    let mut publisher = Publisher::connect_over(setup.publish, setup.transport.clone()).await?;
     let cpu = ServerCpu::start(&setup.pids);
     let mut pick = Xorshift(0x9E37_79B9_7F4A_7C15);
     let mut pace = tokio::time::interval(Duration::from_secs_f64(1.0 / f64::from(rate.max(1))));
@@ -271,7 +308,7 @@ pub async fn broadcast(
         }
     });
     let streams = open(setup, n, &on_event).await?;
-    let mut publisher = Publisher::connect(setup.publish).await?;
+    let mut publisher = Publisher::connect_over(setup.publish, setup.transport.clone()).await?;
     let cpu = ServerCpu::start(&setup.pids);
     let mut sent_at = Vec::with_capacity(broadcasts);
     let mut pace = rate.map(|rate| {

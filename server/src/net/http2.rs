@@ -58,7 +58,9 @@ pub(super) async fn serve(io: GuardedStream, peer: PeerAddr, app: Router, stop: 
             metrics: metrics.clone(),
             active: Active::begin(&activity),
         };
-        answer(request, app.clone(), context)
+        // Boxed: hyper spawns a task per stream, sized for this future, and a stream
+        // outlives it by far (docs/benchmarks.md, the idle HTTP/2 stream).
+        Box::pin(answer(request, app.clone(), context))
     });
     let connection = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
         .timer(TokioTimer::new())
