@@ -112,13 +112,15 @@ start_redis() {
 fd_limit=$(ulimit -Hn)
 max_hold=$(( fd_limit > 101000 ? 100000 : fd_limit - 1000 ))
 smoke=${BENCH_SMOKE:-0}
-if [ -n "${BENCH_RUNS:-}${BENCH_CLUSTER_RUNS:-}" ]; then
+if [ -n "${BENCH_RUNS:-}${BENCH_CLUSTER_RUNS:-}${BENCH_TRANSPORT_RUNS:-}" ]; then
   # Chosen scenarios, and only those: e.g. BENCH_RUNS="hold 1000;broadcast 1000 200 40"
   IFS=';' read -r -a runs <<<"${BENCH_RUNS:-}"
   IFS=';' read -r -a cluster_runs <<<"${BENCH_CLUSTER_RUNS:-}"
+  IFS=';' read -r -a transport_runs <<<"${BENCH_TRANSPORT_RUNS:-}"
 elif [ "$smoke" = 1 ]; then
   runs=("hold 200" "unicast 200 200 500" "broadcast 200 20")
   cluster_runs=("unicast 100 100 500" "broadcast 100 10")
+  transport_runs=("hold 200" "broadcast 200 20")
 else
   # Unicast: 10 000 pushes, so that p99 rests on 100 samples. Broadcast back to back,
   # then paced: well below both hubs' limits, and at about the most nchan sustains.
@@ -129,9 +131,12 @@ else
   # As the single node's runs: what a second node and Redis add to a push, and how a
   # fan-out to 10 000 split over two nodes compares, back to back and paced.
   cluster_runs=("unicast 1000 10000 1000" "broadcast 10000 100" "broadcast 10000 40 4")
+  # Herald alone over TLS and HTTP/2 (100 streams per connection): what an idle
+  # stream costs, and a fan-out to 10 000 (docs/benchmarks.md).
+  transport_runs=("hold 10000" "broadcast 10000 100")
 fi
-if [ "${BENCH_CLUSTER_ONLY:-0}" = 1 ]; then runs=(); fi
-if [ "${#runs[@]}" = 0 ] && [ "${#cluster_runs[@]}" = 0 ]; then
+if [ "${BENCH_CLUSTER_ONLY:-0}" = 1 ]; then runs=(); transport_runs=(); fi
+if [ "${#runs[@]}" = 0 ] && [ "${#cluster_runs[@]}" = 0 ] && [ "${#transport_runs[@]}" = 0 ]; then
   echo "bench: no scenario to run (BENCH_CLUSTER_ONLY=1 with BENCH_RUNS alone?)" >&2
   exit 1
 fi
@@ -194,6 +199,37 @@ if [ "${#runs[@]}" -gt 0 ]; then
     esac
   }
   play runs "" single_flags
+fi
+
+if [ "${#transport_runs[@]}" -gt 0 ]; then
+  # A private CA and a certificate for 127.0.0.1, as an operator would make them.
+  tls="$work/tls"
+  mkdir -p "$tls"
+  new_key=(-newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes)
+  openssl req -x509 "${new_key[@]}" -days 2 -subj "/CN=bench CA" \
+    -keyout "$tls/ca.key" -out "$tls/ca.crt" 2>/dev/null
+  openssl req "${new_key[@]}" -subj /CN=127.0.0.1 -keyout "$tls/server.key" \
+    -out "$tls/server.csr" 2>/dev/null
+  echo "subjectAltName=IP:127.0.0.1" >"$tls/san.ext"
+  openssl x509 -req -days 2 -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
+    -CAcreateserial -extfile "$tls/san.ext" -out "$tls/server.crt" 2>/dev/null
+  https_port=$(free_port)
+  start_herald "$https_port" --tls-cert "$tls/server.crt" --tls-key "$tls/server.key"
+  https_pid=$started
+  plain_port=$(free_port)
+  start_herald "$plain_port"
+  plain_pid=$started
+  over_tls="--addr 127.0.0.1:$https_port --pid $https_pid --tls --tls-ca $tls/ca.crt"
+  for run in "${transport_runs[@]}"; do
+    read -r -a scenario <<<"$run"
+    read -r -a flags <<<"--addr 127.0.0.1:$plain_port --pid $plain_pid"
+    bench herald "plain $run" "${flags[@]}" -- "${scenario[@]}"
+    read -r -a flags <<<"$over_tls"
+    bench herald "tls $run" "${flags[@]}" -- "${scenario[@]}"
+    bench herald "tls h2 $run" "${flags[@]}" --http2 -- "${scenario[@]}"
+    read -r -a flags <<<"--addr 127.0.0.1:$plain_port --pid $plain_pid --http2"
+    bench herald "h2c $run" "${flags[@]}" -- "${scenario[@]}"
+  done
 fi
 
 if [ "${#cluster_runs[@]}" -gt 0 ]; then

@@ -68,6 +68,10 @@ for label, by_target in runs.items():
                          f"{ahead(herald, nchan, key, higher_is_better)}")
         print(f"{label:<{width}} {name:<24} {h if h is not None else '-':>12} "
               f"{n if n is not None else '-':>12} {ratio:>13}  {'; '.join(notes)}")
+if any(label.startswith(("plain ", "tls ", "h2c ")) for label in runs):
+    print("tls: HTTPS over HTTP/1.1, a connection per stream; tls h2: HTTP/2 by ALPN, 100 "
+          "streams per connection; h2c: HTTP/2 in clear text, 100 per connection; Herald "
+          "alone (pushes over HTTP/1.1)")
 if any(label.startswith("cluster ") for label in runs):
     print("cluster: two nodes on one Redis (Herald: --redis-url; nchan: nchan_redis_pass); "
           "unicast subscribers all on node B, pushes through node A; broadcast subscribers "
