@@ -213,22 +213,28 @@ if [ "${#transport_runs[@]}" -gt 0 ]; then
   echo "subjectAltName=IP:127.0.0.1" >"$tls/san.ext"
   openssl x509 -req -days 2 -in "$tls/server.csr" -CA "$tls/ca.crt" -CAkey "$tls/ca.key" \
     -CAcreateserial -extfile "$tls/san.ext" -out "$tls/server.crt" 2>/dev/null
-  https_port=$(free_port)
-  start_herald "$https_port" --tls-cert "$tls/server.crt" --tls-key "$tls/server.key"
-  https_pid=$started
-  plain_port=$(free_port)
-  start_herald "$plain_port"
-  plain_pid=$started
-  over_tls="--addr 127.0.0.1:$https_port --pid $https_pid --tls --tls-ca $tls/ca.crt"
+  # A fresh node for every run: memory a process has used is not given back, so a
+  # node that held one run's streams would hide the next run's cost.
+  on_fresh_node() { # label tls|plain herald-bench flags... -- scenario...
+    local label=$1 mode=$2 port
+    shift 2
+    port=$(free_port)
+    if [ "$mode" = tls ]; then
+      start_herald "$port" --tls-cert "$tls/server.crt" --tls-key "$tls/server.key"
+      set -- --tls --tls-ca "$tls/ca.crt" "$@"
+    else
+      start_herald "$port"
+    fi
+    bench herald "$label" --addr "127.0.0.1:$port" --pid "$started" "$@"
+    kill "$started"
+    wait "$started" 2>/dev/null || true
+  }
   for run in "${transport_runs[@]}"; do
     read -r -a scenario <<<"$run"
-    read -r -a flags <<<"--addr 127.0.0.1:$plain_port --pid $plain_pid"
-    bench herald "plain $run" "${flags[@]}" -- "${scenario[@]}"
-    read -r -a flags <<<"$over_tls"
-    bench herald "tls $run" "${flags[@]}" -- "${scenario[@]}"
-    bench herald "tls h2 $run" "${flags[@]}" --http2 -- "${scenario[@]}"
-    read -r -a flags <<<"--addr 127.0.0.1:$plain_port --pid $plain_pid --http2"
-    bench herald "h2c $run" "${flags[@]}" -- "${scenario[@]}"
+    on_fresh_node "plain $run" plain -- "${scenario[@]}"
+    on_fresh_node "tls $run" tls -- "${scenario[@]}"
+    on_fresh_node "tls h2 $run" tls --http2 -- "${scenario[@]}"
+    on_fresh_node "h2c $run" plain --http2 -- "${scenario[@]}"
   done
 fi
 

@@ -69,7 +69,7 @@ for label, by_target in runs.items():
         print(f"{label:<{width}} {name:<24} {h if h is not None else '-':>12} "
               f"{n if n is not None else '-':>12} {ratio:>13}  {'; '.join(notes)}")
 if any(label.startswith(("plain ", "tls ", "h2c ")) for label in runs):
-    print("tls: HTTPS over HTTP/1.1, a connection per stream; tls h2: HTTP/2 by ALPN, 100 "
+    print("plain: HTTP/1.1 in clear text; tls: HTTPS over HTTP/1.1, a connection per stream; tls h2: HTTP/2 by ALPN, 100 "
           "streams per connection; h2c: HTTP/2 in clear text, 100 per connection; Herald "
           "alone (pushes over HTTP/1.1)")
 if any(label.startswith("cluster ") for label in runs):

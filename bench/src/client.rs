@@ -72,11 +72,8 @@ pub async fn subscribe(
     from: IpAddr,
 ) -> Result<Subscribed, Error> {
     let path = target.subscribe_path(n);
-    let request = StreamRequest {
-        from: Some(from),
-        transport,
-        ..StreamRequest::new(target.addr, &path)
-    };
+    let request =
+        StreamRequest { from: Some(from), transport, ..StreamRequest::new(target.addr, &path) };
     let (response, connection) = request_stream(&request).await?;
     if response.status() != hyper::StatusCode::OK {
         return Err(format!("client {n}: {}", response.status()).into());
@@ -143,7 +140,14 @@ pub struct StreamRequest<'a> {
 
 impl<'a> StreamRequest<'a> {
     pub fn new(addr: SocketAddr, path: &'a str) -> Self {
-        Self { addr, path, from: None, last_event_id: None, receive_buffer: None, transport: &PLAIN }
+        Self {
+            addr,
+            path,
+            from: None,
+            last_event_id: None,
+            receive_buffer: None,
+            transport: &PLAIN,
+        }
     }
 }
 

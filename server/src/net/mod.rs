@@ -117,7 +117,8 @@ pub async fn serve(listener: TcpListener, service: Service, stop: CancellationTo
             accepted = accept(&listener) => accepted,
             () = stop.cancelled() => break,
         };
-        connections.spawn(serve_connection(stream, PeerAddr(peer), service.clone(), stop.clone()));
+        let opening = open_connection(stream, PeerAddr(peer), service.clone(), stop.clone());
+        connections.spawn(open_then_serve(opening, connections.clone()));
     }
     drop(listener);
     connections.close();
@@ -131,37 +132,59 @@ enum Protocol {
     Http2,
 }
 
-/// Serves one accepted connection: TLS handshake or h2c preface first (both within
-/// the header timeout of accept), then HTTP/1.1 or HTTP/2.
-async fn serve_connection(
+/// A connection whose protocol is known (after its TLS handshake or its first bytes),
+/// ready to be served in a task of its own.
+struct Opened {
+    io: GuardedStream,
+    protocol: Protocol,
+    peer: PeerAddr,
+    app: Router,
+    stop: CancellationToken,
+    due: Instant,
+}
+
+/// Opens one accepted connection: TLS handshake or h2c preface first, both within the
+/// header timeout of accept. `None` when it fails or takes too long.
+async fn open_connection(
     stream: TcpStream,
     peer: PeerAddr,
     service: Service,
     stop: CancellationToken,
-) {
+) -> Option<Opened> {
     let Service { guards, metrics, tls, app } = service;
     let due = Instant::now() + guards.header_timeout;
     let opened = match tls {
-        // Boxed: the handshake's state would otherwise sit in every connection's task.
-        Some(tls) => timeout_at(due, Box::pin(handshake(&tls, stream))).await,
+        Some(tls) => timeout_at(due, handshake(&tls, stream)).await,
         None => timeout_at(due, sniff(stream)).await,
     };
     let (transport, protocol) = match opened {
         Ok(Ok(opened)) => opened,
         Ok(Err(error)) => {
             tracing::debug!("connection from {} failed before its first request: {error}", peer.0);
-            return;
+            return None;
         }
         Err(_) => {
             metrics.limited(crate::metrics::Limit::HeaderTimeout);
-            return;
+            return None;
         }
     };
     let io = GuardedStream::new(transport, guards, metrics);
+    Some(Opened { io, protocol, peer, app, stop, due })
+}
+
+/// Opens a connection, then serves it in a task of its own: a task is as large as its
+/// future's largest state, so the opening's (a handshake, a timer, the service) would
+/// otherwise take room for as long as the connection lives.
+async fn open_then_serve(opening: impl Future<Output = Option<Opened>>, connections: TaskTracker) {
+    let Some(Opened { io, protocol, peer, app, stop, due }) = opening.await else { return };
     match protocol {
-        Protocol::Http1 => connection::serve(io, peer, app, stop, due).await,
-        // Boxed: hyper's connection state is large, and HTTP/1.1 tasks should not pay for it.
-        Protocol::Http2 => Box::pin(http2::serve(io, peer, app, stop)).await,
+        Protocol::Http1 => {
+            connections.spawn(connection::serve(io, peer, app, stop, due));
+        }
+        // Boxed: hyper's connection state is large.
+        Protocol::Http2 => {
+            connections.spawn(Box::pin(http2::serve(io, peer, app, stop)));
+        }
     }
 }
 
@@ -202,5 +225,45 @@ async fn accept(listener: &TcpListener) -> (TcpStream, SocketAddr) {
                 tokio::time::sleep(Duration::from_millis(50)).await;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Opening a connection (TLS, the h2c preface) is a task of its own: an HTTP/1.1
+    /// stream's lasting task is the HTTP/1.1 path alone (see `connection`'s own test).
+    #[tokio::test]
+    async fn an_opened_connection_is_served_by_the_http_1_1_path_alone() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let client = TcpStream::connect(listener.local_addr().unwrap());
+        let (mut client, (server, peer)) =
+            tokio::join!(client, async { listener.accept().await.unwrap() });
+        // An HTTP/1.1 request's first bytes tell it from h2c.
+        tokio::io::AsyncWriteExt::write_all(&mut client.as_mut().unwrap(), b"GET / HTTP/1.1\r\n")
+            .await
+            .unwrap();
+        let guards = Guards {
+            header_timeout: Duration::from_secs(1),
+            body_timeout: Duration::from_secs(1),
+            keepalive_timeout: Duration::from_secs(1),
+            write_timeout: Duration::from_secs(1),
+            max_body_bytes: 1024,
+        };
+        let service = Service {
+            guards,
+            metrics: Arc::new(Metrics::default()),
+            tls: None,
+            app: Router::new(),
+        };
+        let opening = open_connection(server, PeerAddr(peer), service, CancellationToken::new());
+        let opened = opening.await.expect("opened");
+        assert_eq!(opened.protocol, Protocol::Http1);
+        let task = connection::serve(opened.io, opened.peer, opened.app, opened.stop, opened.due);
+        let size = std::mem::size_of_val(&task);
+        println!("a served connection's task: {size} bytes");
+        assert!(size <= 1536, "a served connection's task takes {size} bytes");
+        drop(client);
     }
 }
