@@ -24,6 +24,9 @@ with_cfg cargo test --workspace
 # The hub must stand alone, without Leptos (docs/contract.md §2).
 with_cfg cargo test -p server --no-default-features --lib
 
+phase "herald-client (clients/js): unit tests, node --test"
+(cd clients/js && node --test test/)
+
 # The delivery checker under faults, one minute with a fixed seed (make chaos runs
 # 20 minutes; docs/reliability.md). A failure prints the seed and the evidence.
 phase "delivery checker under faults (herald-chaos, 60 s, seed 1)"

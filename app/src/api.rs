@@ -293,9 +293,75 @@ pub struct ClientInfo {
     pub connected_since: Option<String>,
 }
 
+/// What a page does once its `EventSource` has given up, by the status a plain request
+/// to the stream's URL gets (`None`: no answer, the network failed). EventSource gives
+/// up on any answer but 200 without saying which, so the page asks once.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AfterGiveUp {
+    /// A proxy's 502/503/504 during a deploy, a 429, a network change, or a 200 (the
+    /// failure has passed): open a new stream after a backoff, resuming.
+    Retry,
+    /// 401 or 403: the subscriber token is missing, wrong or expired; new credentials
+    /// reopen the stream.
+    Refused,
+    /// 204, or another 4xx (a topic the server refuses, say): retrying would get the
+    /// same answer; "Subscribe" opens a new stream.
+    Stop,
+}
+
+impl AfterGiveUp {
+    /// The decision for `status`.
+    pub fn for_status(status: Option<u16>) -> Self {
+        match status {
+            None | Some(200 | 408 | 429 | 500..=599) => Self::Retry,
+            Some(401 | 403) => Self::Refused,
+            Some(_) => Self::Stop,
+        }
+    }
+}
+
+/// Reconnect delays after EventSource gave up: 1 s doubling to 30 s.
+pub const BACKOFF_BASE_MS: u32 = 1_000;
+/// The longest wait between two reconnect attempts.
+pub const BACKOFF_MAX_MS: u32 = 30_000;
+
+/// The wait before reconnect attempt `attempt` (0 for the first), in milliseconds:
+/// capped exponential backoff with "equal jitter" (`random` in `[0, 1)`): between half
+/// the ceiling and the ceiling, so tabs cut off together by a deploy come back apart,
+/// and none at once. The same rule as herald-client's `backoffDelay`.
+pub fn backoff_ms(attempt: u32, random: f64) -> u32 {
+    let ceiling = BACKOFF_BASE_MS.saturating_mul(1 << attempt.min(16)).min(BACKOFF_MAX_MS);
+    let jitter = (f64::from(ceiling) / 2.0 * random.clamp(0.0, 1.0)).round();
+    // `jitter` is at most half of a u32 ceiling: the cast cannot truncate.
+    #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+    let jitter = jitter as u32;
+    ceiling / 2 + jitter
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn after_eventsource_gives_up_a_proxy_error_is_retried_and_a_refusal_is_not() {
+        for status in [None, Some(200), Some(429), Some(502), Some(503), Some(504)] {
+            assert_eq!(AfterGiveUp::for_status(status), AfterGiveUp::Retry, "{status:?}");
+        }
+        assert_eq!(AfterGiveUp::for_status(Some(401)), AfterGiveUp::Refused);
+        assert_eq!(AfterGiveUp::for_status(Some(403)), AfterGiveUp::Refused);
+        assert_eq!(AfterGiveUp::for_status(Some(204)), AfterGiveUp::Stop);
+        assert_eq!(AfterGiveUp::for_status(Some(400)), AfterGiveUp::Stop);
+    }
+
+    #[test]
+    fn the_backoff_doubles_to_its_cap_with_jitter_above_half() {
+        assert_eq!(backoff_ms(0, 0.0), 500);
+        assert_eq!(backoff_ms(0, 0.999), 1_000);
+        assert_eq!(backoff_ms(2, 0.0), 2_000);
+        assert_eq!(backoff_ms(2, 0.5), 3_000);
+        assert_eq!(backoff_ms(40, 0.0), 15_000);
+        assert_eq!(backoff_ms(40, 1.0), 30_000);
+    }
 
     fn plain(s: &str) -> String {
         s.replace('/', "%2F").replace(':', "%3A")

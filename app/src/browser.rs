@@ -1,6 +1,14 @@
-//! Browser-only plumbing: an owned `EventSource`, the tab's session storage, the clock.
+//! Browser-only plumbing: an owned `EventSource`, the tab's session storage, the clock,
+//! and where the Herald server is.
 //!
 //! Compiled only with `hydrate` or `csr`; the SSR build never sees `web_sys`.
+//!
+//! Every URL the page uses is a path of the Herald API, resolved here against the
+//! server: the page's own origin when Herald serves it, or the `server` of the static
+//! build's `config.json` when the page is hosted elsewhere. Across origins, requests and
+//! streams carry credentials (cookies), which Herald's `--cors-origin` allows.
+
+use std::cell::RefCell;
 
 use wasm_bindgen::{JsCast, JsValue, closure::Closure};
 use web_sys::{Event, EventSource, MessageEvent};
@@ -34,15 +42,84 @@ pub struct Source {
     on_error: Option<Closure<dyn FnMut(Event)>>,
 }
 
+thread_local! {
+    /// The Herald server's origin (`https://push.example.com`), or empty for the page's own.
+    static SERVER: RefCell<String> = const { RefCell::new(String::new()) };
+}
+
+/// Talks to the Herald at `origin` from now on (empty: the page's own origin).
+#[cfg(feature = "csr")]
+fn set_server(origin: &str) {
+    SERVER.with(|server| *server.borrow_mut() = origin.trim_end_matches('/').to_owned());
+}
+
+/// The full URL of API path `path` (which starts with `/`).
+pub fn server_url(path: &str) -> String {
+    SERVER.with(|server| format!("{}{path}", server.borrow()))
+}
+
+/// Whether the Herald server is on another origin than the page.
+pub fn cross_origin() -> bool {
+    SERVER.with(|server| !server.borrow().is_empty())
+}
+
+/// Reads the static build's `config.json` (beside `index.html`): `{"server": "https://…"}`
+/// names the Herald to talk to. No file, or no `server`, means the page's own origin.
+#[cfg(feature = "csr")]
+pub async fn configure(config_url: &str) {
+    #[derive(serde::Deserialize)]
+    struct Config {
+        server: Option<String>,
+    }
+    let Ok(response) = gloo_net::http::Request::get(config_url).send().await else { return };
+    if !response.ok() {
+        return;
+    }
+    match response.json::<Config>().await {
+        Ok(Config { server: Some(server) }) => set_server(&server),
+        Ok(Config { server: None }) => {}
+        Err(error) => {
+            web_sys::console::warn_1(&format!("Herald: ignoring {config_url}: {error}").into())
+        }
+    }
+}
+
+/// The URL of the event stream at API path `path`. Across origins the pasted subscriber
+/// token rides along as `token=` (the `herald_token` cookie is the page's origin's,
+/// which Herald never sees; Herald needs `--allow-query-token` for this).
+fn stream_url(path: &str) -> String {
+    let url = server_url(path);
+    match credentials().0 {
+        token if cross_origin() && !token.is_empty() => {
+            let separator = if url.contains('?') { '&' } else { '?' };
+            format!("{url}{separator}token={}", encode(&token))
+        }
+        _ => url,
+    }
+}
+
+/// A request to API path `path`, with credentials when the server is on another origin.
+fn request(
+    builder: impl FnOnce(&str) -> gloo_net::http::RequestBuilder,
+    path: &str,
+) -> gloo_net::http::RequestBuilder {
+    let request = builder(&server_url(path));
+    if cross_origin() { request.credentials(web_sys::RequestCredentials::Include) } else { request }
+}
+
 impl Source {
-    /// Opens `url` (same origin). Fails only for a URL the browser cannot parse.
-    pub fn open(url: &str) -> Result<Self, JsValue> {
-        Ok(Self {
-            es: EventSource::new(url)?,
-            listeners: Vec::new(),
-            on_open: None,
-            on_error: None,
-        })
+    /// Opens the event stream at API path `path`, with credentials across origins. Fails
+    /// only for a URL the browser cannot parse.
+    pub fn open(path: &str) -> Result<Self, JsValue> {
+        let url = stream_url(path);
+        let es = if cross_origin() {
+            let init = web_sys::EventSourceInit::new();
+            init.set_with_credentials(true);
+            EventSource::new_with_event_source_init_dict(&url, &init)?
+        } else {
+            EventSource::new(&url)?
+        };
+        Ok(Self { es, listeners: Vec::new(), on_open: None, on_error: None })
     }
 
     /// A second handle on the same `EventSource`, for closing it from inside a handler
@@ -115,6 +192,9 @@ pub fn encode(value: &str) -> String {
 /// Whether this page came over plain `http:`: there browsers speak HTTP/1.1 and open at
 /// most 6 connections to one site (HTTPS usually brings HTTP/2, one connection for all).
 pub fn is_plain_http() -> bool {
+    if cross_origin() {
+        return server_url("").starts_with("http:");
+    }
     web_sys::window().and_then(|window| window.location().protocol().ok()).as_deref()
         == Some("http:")
 }
@@ -213,24 +293,33 @@ pub fn set_credentials(token: &str, publish_key: &str) {
     }
 }
 
-/// Why the server refuses a stream at `url`: its error text for a 401 or 403, else
-/// `None` (the request is aborted as soon as the answer's status is known, so an
-/// accepted stream is not held open).
-pub async fn refusal(url: &str) -> Option<String> {
-    let controller = web_sys::AbortController::new().ok()?;
-    let response =
-        gloo_net::http::Request::get(url).abort_signal(Some(&controller.signal())).send().await;
-    let refused = match response {
-        Ok(response) if matches!(response.status(), 401 | 403) => Some(
-            response
+/// What a plain request to a stream's API path gets: its status (`None` when the network
+/// failed) and, for a 401 or 403, the server's reason. The request is aborted as soon
+/// as the status is known, so an accepted stream is not held open.
+pub async fn probe(path: &str) -> (Option<u16>, Option<String>) {
+    let Ok(controller) = web_sys::AbortController::new() else { return (None, None) };
+    let response = request(|_| gloo_net::http::Request::get(&stream_url(path)), path)
+        .abort_signal(Some(&controller.signal()))
+        .send()
+        .await;
+    let answer = match response {
+        Ok(response) if matches!(response.status(), 401 | 403) => {
+            let why = response
                 .json::<api::ApiError>()
                 .await
-                .map_or_else(|_| "not authorised".to_owned(), |body| body.error),
-        ),
-        _ => None,
+                .map_or_else(|_| "not authorised".to_owned(), |body| body.error);
+            (Some(response.status()), Some(why))
+        }
+        Ok(response) => (Some(response.status()), None),
+        Err(_) => (None, None),
     };
     controller.abort();
-    refused
+    answer
+}
+
+/// A random number in `[0, 1)`, for jitter.
+pub fn random() -> f64 {
+    js_sys::Math::random()
 }
 
 /// Adds the pasted publish key, if any, as `Authorization: Bearer`.
@@ -241,25 +330,25 @@ fn with_publish_key(request: gloo_net::http::RequestBuilder) -> gloo_net::http::
     }
 }
 
-/// `GET url` and read a JSON answer.
+/// `GET` API path `path` and read a JSON answer.
 ///
 /// # Errors
 /// A sentence for the page: the server's `{"error": …}` text, the status line, or why the
 /// request or its answer failed.
-pub async fn get_json<R: serde::de::DeserializeOwned>(url: &str) -> Result<R, String> {
-    read_json(with_publish_key(gloo_net::http::Request::get(url)).send().await).await
+pub async fn get_json<R: serde::de::DeserializeOwned>(path: &str) -> Result<R, String> {
+    read_json(with_publish_key(request(gloo_net::http::Request::get, path)).send().await).await
 }
 
-/// `POST url` with a JSON body and read a JSON answer.
+/// `POST` to API path `path` a JSON body and read a JSON answer.
 ///
 /// # Errors
 /// As for [`get_json`].
-pub async fn post_json<B, R>(url: &str, body: &B) -> Result<R, String>
+pub async fn post_json<B, R>(path: &str, body: &B) -> Result<R, String>
 where
     B: serde::Serialize,
     R: serde::de::DeserializeOwned,
 {
-    let request = with_publish_key(gloo_net::http::Request::post(url))
+    let request = with_publish_key(request(gloo_net::http::Request::post, path))
         .json(body)
         .map_err(|e| format!("Could not build the request: {e}"))?;
     read_json(request.send().await).await

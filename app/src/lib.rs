@@ -42,6 +42,13 @@ pub mod push;
 pub mod stream;
 pub mod task;
 
+/// The static build's settings: reads `config_url` (`{"server": "https://…"}`, the
+/// Herald the page talks to; without it, the page's own origin). Call before mounting.
+#[cfg(feature = "csr")]
+pub async fn configure(config_url: &str) {
+    browser::configure(config_url).await;
+}
+
 /// The HTML document the server renders around [`App`].
 pub fn shell(options: LeptosOptions) -> impl IntoView {
     view! {

@@ -8,7 +8,10 @@
 //! - the stream is (re)opened whenever the id or the topics change, resuming from the last
 //!   event id this tab saw (kept in `sessionStorage`, so a reload resumes too);
 //! - `connection state` follows the real `EventSource`: `open` on `open`; on `error`,
-//!   `reconnecting` while the browser retries and `closed` once it gives up.
+//!   `reconnecting` while the browser retries. Once it gives up, the page asks the server
+//!   why: a refused token shows as `not authorised`; a proxy's 502/503/504 (a deploy) or
+//!   a network failure is retried by the page itself with capped, jittered backoff,
+//!   resuming; any other refusal shows `closed` until "Subscribe".
 
 use leptos::prelude::*;
 
@@ -158,6 +161,9 @@ impl ClientStream {
 
         // The live stream. Replaced on reconnect; dropping a `Source` closes it.
         let current: StoredValue<Option<SendWrapper<Source>>> = StoredValue::new(None);
+        // Reconnects since the stream was last open, and the timer of the next one.
+        let attempts = StoredValue::new(0_u32);
+        let retry_timer: RetryTimer = StoredValue::new(None);
 
         Effect::new(move || self.client_id.set(Some(browser::client_id())));
 
@@ -193,21 +199,26 @@ impl ClientStream {
             source.on_open(move || {
                 self.state.set(ConnectionState::Open);
                 self.slow.set(None);
+                attempts.set_value(0);
             });
             let probe_url = url.clone();
             source.on_error(move |after| match after {
                 AfterError::Retrying => self.state.set(ConnectionState::Reconnecting),
                 // EventSource gives up on any non-200 answer without saying which: ask
-                // the server once, so that a refused token shows as such.
+                // the server once. A refused token shows as such; a proxy's 502/503/504
+                // during a deploy, or a network change, is retried after a backoff
+                // (resuming from the last id); anything else waits for "Subscribe".
                 AfterError::Closed => {
                     let url = probe_url.clone();
                     leptos::task::spawn_local(async move {
-                        match browser::refusal(&url).await {
-                            Some(why) => {
-                                self.refusal.set(Some(why));
+                        let (status, why) = browser::probe(&url).await;
+                        match api::AfterGiveUp::for_status(status) {
+                            api::AfterGiveUp::Retry => self.retry_later(attempts, retry_timer),
+                            api::AfterGiveUp::Refused => {
+                                self.refusal.set(why);
                                 self.state.set(ConnectionState::Unauthorized);
                             }
-                            None => self.state.set(ConnectionState::Closed),
+                            api::AfterGiveUp::Stop => self.state.set(ConnectionState::Closed),
                         }
                     });
                 }
@@ -231,6 +242,7 @@ impl ClientStream {
             on_cleanup(move || {
                 drop(current.try_update_value(Option::take));
                 drop(slow_timer.try_update_value(Option::take));
+                drop(retry_timer.try_update_value(Option::take));
             });
         });
 
@@ -246,6 +258,24 @@ impl ClientStream {
                 }
             });
         });
+    }
+
+    /// Shows `reconnecting` and reopens the stream after the next backoff delay
+    /// ([`api::backoff_ms`]): the effect that owns the stream runs again and resumes
+    /// from the last event id.
+    #[cfg(any(feature = "hydrate", feature = "csr"))]
+    fn retry_later(self, attempts: StoredValue<u32>, retry_timer: RetryTimer) {
+        use crate::{api, browser};
+
+        self.state.set(ConnectionState::Reconnecting);
+        let attempt = attempts.get_value();
+        attempts.set_value(attempt.saturating_add(1));
+        let delay = api::backoff_ms(attempt, browser::random());
+        let reopen = self.reopen;
+        let timer = gloo_timers::callback::Timeout::new(delay, move || {
+            reopen.update(|n| *n = n.wrapping_add(1));
+        });
+        retry_timer.set_value(Some(send_wrapper::SendWrapper::new(timer)));
     }
 
     /// A handler that appends an event to [`messages`](Self::messages) and remembers its id.
@@ -274,6 +304,10 @@ impl ClientStream {
         }
     }
 }
+
+/// The timer of the next reconnect, if one is due (dropping it cancels it).
+#[cfg(any(feature = "hydrate", feature = "csr"))]
+type RetryTimer = StoredValue<Option<send_wrapper::SendWrapper<gloo_timers::callback::Timeout>>>;
 
 impl Default for ClientStream {
     fn default() -> Self {

@@ -11,9 +11,14 @@ pub fn hydrate() {
     leptos::mount::hydrate_body(app::App);
 }
 
+/// The static build: reads `config.json` beside `index.html` (which Herald to talk to),
+/// then mounts the app.
 #[cfg(feature = "csr")]
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
-    leptos::mount::mount_to_body(app::App);
+    leptos::task::spawn_local(async {
+        app::configure("config.json").await;
+        leptos::mount::mount_to_body(app::App);
+    });
 }

@@ -1,6 +1,7 @@
 //! The HTTP API: thin handlers that parse requests into the hub's types, call the hub
 //! and shape its answers. Every failure is an [`ApiError`](crate::error::ApiError).
 
+pub mod client_script;
 pub mod cors;
 mod extract;
 mod jobs;
@@ -34,6 +35,7 @@ pub fn router(state: &AppState) -> Router<AppState> {
         .merge(jobs::routes(state.config.ui == crate::config::Switch::On))
         .merge(presence::routes())
         .merge(ops::routes())
+        .merge(client_script::routes())
         .method_not_allowed_fallback(|| async {
             ApiError::MethodNotAllowed(
                 "method not allowed on this path (see the Allow header)".to_owned(),

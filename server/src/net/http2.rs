@@ -239,19 +239,23 @@ impl http_body::Body for Tracked {
 /// The connection preface an HTTP/2 client opens with (RFC 9113 §3.4).
 const PREFACE: &[u8] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
-/// How often a connection whose first bytes are the start of the preface is looked
-/// at again, until the rest arrives.
+/// How often, and how many times, a connection whose first bytes are only the start
+/// of the preface is looked at again for the rest. A client sends the 24 bytes in one
+/// write; a peer that stops partway (or closes: a peek cannot see the end of a
+/// stream behind bytes not yet read) is served as HTTP/1.1, which reads what it sent.
 const PARTIAL_PREFACE_POLL: Duration = Duration::from_millis(10);
+const PARTIAL_PREFACE_POLLS: u32 = 10;
 
 /// Whether a plain-text connection opens with the HTTP/2 preface. Looks without
 /// taking: the bytes stay in the socket for whichever protocol serves it. `false`
-/// as soon as the bytes differ (an HTTP/1.1 request) or the peer closes.
+/// as soon as the bytes differ (an HTTP/1.1 request), the peer closes, or the rest of
+/// a partial preface does not come within [`PARTIAL_PREFACE_POLLS`] looks.
 ///
 /// # Errors
 /// When the socket fails.
 pub(super) async fn opens_with_preface(stream: &TcpStream) -> io::Result<bool> {
     let mut seen = [0; PREFACE.len()];
-    loop {
+    for _ in 0..=PARTIAL_PREFACE_POLLS {
         let read = stream.peek(&mut seen).await?;
         if read == 0 || !PREFACE.starts_with(&seen[..read]) {
             return Ok(false);
@@ -262,4 +266,5 @@ pub(super) async fn opens_with_preface(stream: &TcpStream) -> io::Result<bool> {
         // Readiness stays set while those bytes wait: peeking again at once would spin.
         tokio::time::sleep(PARTIAL_PREFACE_POLL).await;
     }
+    Ok(false)
 }

@@ -71,3 +71,32 @@ async fn the_probes_say_live_and_ready_and_only_readiness_drops_while_draining()
     );
     assert_eq!(node.get("/healthz").await.0, StatusCode::SERVICE_UNAVAILABLE);
 }
+
+#[tokio::test]
+async fn every_node_serves_the_browser_client_as_a_module_any_origin_may_load() {
+    let server = TestServer::start().await;
+    let response = server
+        .http
+        .get(server.url("/client/herald.js"))
+        .header("Origin", "https://shop.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let header = |name: &str| response.headers()[name].to_str().unwrap().to_owned();
+    assert_eq!(header("content-type"), "text/javascript; charset=utf-8");
+    assert_eq!(header("access-control-allow-origin"), "*");
+    let etag = header("etag");
+    let script = response.text().await.unwrap();
+    let shipped = include_str!("../../../clients/js/herald.js");
+    assert_eq!(script, shipped, "the module in clients/js/, as built in");
+    assert!(script.contains("export function connect("));
+    let again = server
+        .http
+        .get(server.url("/client/herald.js"))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), StatusCode::NOT_MODIFIED);
+}
