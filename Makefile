@@ -1,5 +1,5 @@
 # Herald's set-up commands. Each installs what is missing first.
-.PHONY: run test setup watch fuzz bench chaos dist
+.PHONY: run test setup watch fuzz bench chaos dist static
 
 ## Build and serve the app on http://127.0.0.1:3000 (in-memory broker).
 run:
@@ -13,6 +13,10 @@ test:
 ## in target/dist/herald-VERSION-ARCH-linux.tar.gz.
 dist:
 	bash scripts/dist.sh
+
+## The client-side build of the page (Trunk) in target/trunk-dist/, for static hosting.
+static:
+	bash scripts/static.sh
 
 ## Fuzz push requests, the encoder and raw connections (FUZZ_SECONDS per target, default 60).
 fuzz: setup

@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 source scripts/env.sh
 
 CARGO_LEPTOS_VERSION=0.3.10   # 0.3.11 needs rustc >= 1.96
+TRUNK_VERSION=0.21.14         # 0.22 needs rustc >= 1.96.1; the static build (make static)
 WASM_BINDGEN_VERSION=$(awk '$0 == "name = \"wasm-bindgen\"" { getline; gsub(/[^0-9.]/, ""); print; exit }' Cargo.lock)
 
 has() { "$1" --version 2>/dev/null | grep -qF " $2"; }
@@ -35,6 +36,7 @@ rustup component list --installed 2>/dev/null | grep -q '^clippy' || step rustup
 has cargo-leptos "$CARGO_LEPTOS_VERSION" ||
   step cargo install cargo-leptos --version "$CARGO_LEPTOS_VERSION" --locked
 has cargo-fuzz 0.13.2 || step cargo install cargo-fuzz --version 0.13.2 --locked
+has trunk "$TRUNK_VERSION" || step cargo install trunk --version "$TRUNK_VERSION" --locked
 # No --locked: its lockfile pins a webpki-roots release this registry does not serve.
 has wasm-bindgen "$WASM_BINDGEN_VERSION" ||
   step cargo install wasm-bindgen-cli --version "$WASM_BINDGEN_VERSION" --force

@@ -42,6 +42,11 @@ phase "make dist (the release build) and its tarball checked from an empty direc
 bash scripts/dist.sh
 bash scripts/check-dist.sh
 
+# The static build of the page (Trunk), for the Playwright tests that host it on
+# another origin.
+phase "make static (trunk build --release)"
+bash scripts/static.sh
+
 phase "playwright"
 # Free loopback ports for the in-memory node, the Redis, the two cluster nodes and
 # the secured node and the HTTPS node.
