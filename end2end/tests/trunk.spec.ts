@@ -37,6 +37,11 @@ test("tabs of the static build each get their own id, and a push from one reache
   const [first, second, third] = [await tab(browser), await tab(browser), await tab(browser)];
   const ids = [await first.id(), await second.id(), await third.id()];
   expect(new Set(ids).size).toBe(3);
+  // The connected clients, read from Herald across origins, list every tab.
+  const clients = first.page.getByRole("list", { name: "Connected clients" });
+  for (const id of ids) {
+    await expect(clients.getByTestId("client-row-id").filter({ hasText: id })).toHaveCount(1);
+  }
   const secret = `for the second tab ${Date.now()}`;
   await first.push("Client", secret, ids[1]);
   await expect(first.pushResult).toHaveText(/Delivered to 1 connection/);

@@ -17,7 +17,7 @@ pub fn hydrate() {
 #[wasm_bindgen::prelude::wasm_bindgen(start)]
 pub fn start() {
     console_error_panic_hook::set_once();
-    leptos::task::spawn_local(async {
+    wasm_bindgen_futures::spawn_local(async {
         app::configure("config.json").await;
         leptos::mount::mount_to_body(app::App);
     });
