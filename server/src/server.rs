@@ -66,9 +66,10 @@ pub async fn serve_with(
     // One token stops everything: the hub (streams end, nothing new is taken), the
     // listener and every connection once its response is over.
     let stop = hub.stop_token();
-    if let Some(tls) = &service.tls {
-        tokio::spawn(tls.clone().keep_current(stop.clone()));
-    }
+    match &service.tls {
+        Some(tls) => tokio::spawn(tls.clone().keep_current(stop.clone())),
+        None => tokio::spawn(crate::net::ignore_hangups(stop.clone())),
+    };
     let server = crate::net::serve(listener, service, stop.clone());
     tokio::pin!(server);
     let served_out = tokio::select! {

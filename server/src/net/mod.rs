@@ -34,7 +34,7 @@ use tokio_util::task::TaskTracker;
 pub use guard::{GuardedStream, Transport};
 pub use head::Refusal;
 pub use http2::MAX_CONCURRENT_STREAMS;
-pub use tls::{RELOAD_CHECK, Tls, TlsError, TlsFiles};
+pub use tls::{RELOAD_CHECK, Tls, TlsError, TlsFiles, ignore_hangups};
 
 use crate::metrics::Metrics;
 

@@ -158,6 +158,21 @@ impl Tls {
     }
 }
 
+/// Without TLS, `SIGHUP` has nothing to reload; taken (and logged) all the same until
+/// `stop`, so that a `systemctl reload` (or a terminal closing) does not end the node,
+/// as the default action of `SIGHUP` would.
+pub async fn ignore_hangups(stop: CancellationToken) {
+    let mut hangups = hangup_signals();
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = next_hangup(&mut hangups) => {
+                tracing::info!("SIGHUP: nothing to reload (no --tls-cert)");
+            }
+        }
+    }
+}
+
 #[cfg(unix)]
 type Hangups = Option<tokio::signal::unix::Signal>;
 #[cfg(not(unix))]

@@ -283,3 +283,14 @@ async fn an_idle_http_2_connection_is_closed_after_the_keepalive_timeout() {
     assert!(matches!(closed, Ok(Ok(()))), "closed with GOAWAY: {closed:?}");
     assert!(started.elapsed() >= Duration::from_millis(900), "not before the timeout");
 }
+
+/// `systemctl reload` sends SIGHUP whatever the node serves: without TLS it has nothing
+/// to reload, and must not die of it (SIGHUP's default action).
+#[tokio::test]
+async fn sighup_without_tls_leaves_the_node_serving() {
+    let mut node = Node::start(&[]).await;
+    node.hangup();
+    support::eventually(|| async { node.log().contains("nothing to reload") }).await;
+    assert!(node.is_running());
+    assert_eq!(node.get("/livez").await.0, StatusCode::OK);
+}
