@@ -46,3 +46,7 @@ has wasm-bindgen "$WASM_BINDGEN_VERSION" ||
 if [ ! -x end2end/node_modules/.bin/playwright ] || [ end2end/package-lock.json -nt end2end/node_modules/.package-lock.json ]; then
   (cd end2end && step npm ci --no-audit --no-fund)
 fi
+# TypeScript, to check herald-client's type declarations (clients/js).
+if [ ! -x clients/js/node_modules/.bin/tsc ] || [ clients/js/package-lock.json -nt clients/js/node_modules/.package-lock.json ]; then
+  (cd clients/js && step npm ci --no-audit --no-fund)
+fi

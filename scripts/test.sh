@@ -24,8 +24,8 @@ with_cfg cargo test --workspace
 # The hub must stand alone, without Leptos (docs/contract.md §2).
 with_cfg cargo test -p server --no-default-features --lib
 
-phase "herald-client (clients/js): unit tests, node --test"
-(cd clients/js && node --test test/)
+phase "herald-client (clients/js): unit tests (node --test) and its types (tsc)"
+(cd clients/js && npm test)
 
 # The delivery checker under faults, one minute with a fixed seed (make chaos runs
 # 20 minutes; docs/reliability.md). A failure prints the seed and the evidence.
