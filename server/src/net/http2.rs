@@ -76,13 +76,33 @@ pub(super) async fn serve(io: GuardedStream, peer: PeerAddr, app: Router, stop: 
     let result = match closed {
         Some(result) => result,
         None => {
+            // GOAWAY; hyper then closes once every stream has ended and the peer has
+            // answered its PING. A peer that never answers must not keep the
+            // connection: once no request is under way, it has GOAWAY_WAIT more.
             connection.as_mut().graceful_shutdown();
-            connection.await
+            tokio::select! {
+                result = connection.as_mut() => result,
+                () = requests_done_then(&mut idle, GOAWAY_WAIT) => {
+                    tracing::debug!("HTTP/2 peer {} did not close after GOAWAY", peer.0);
+                    Ok(())
+                }
+            }
         }
     };
     if let Err(error) = result {
         tracing::debug!("HTTP/2 connection from {} ended: {error}", peer.0);
     }
+}
+
+/// How long a connection told GOAWAY, its streams over, waits for the peer to answer
+/// the PING that follows it before it is dropped.
+const GOAWAY_WAIT: Duration = Duration::from_secs(1);
+
+/// Resolves `wait` after no request is under way any more.
+async fn requests_done_then(idle: &mut watch::Receiver<Activity>, wait: Duration) {
+    // The sender lives as long as the connection's service: an error means it is gone.
+    let _ = idle.wait_for(|activity| activity.under_way == 0).await;
+    tokio::time::sleep(wait).await;
 }
 
 /// What a connection knows of its requests.

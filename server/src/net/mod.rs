@@ -189,7 +189,13 @@ async fn open_then_serve(opening: impl Future<Output = Option<Opened>>, connecti
 }
 
 /// A TLS connection and the protocol its ALPN chose (HTTP/1.1 without ALPN).
-async fn handshake(tls: &Tls, stream: TcpStream) -> io::Result<(Transport, Protocol)> {
+async fn handshake(tls: &Tls, mut stream: TcpStream) -> io::Result<(Transport, Protocol)> {
+    if speaks_plain_http(&stream).await? {
+        // As nginx does: a readable answer, rather than TLS alert bytes a client would
+        // show as garbage ("Received HTTP/0.9").
+        refuse_plain_http(&mut stream).await;
+        return Err(io::Error::new(io::ErrorKind::InvalidData, "plain HTTP on the TLS port"));
+    }
     let stream = tls.accept(stream).await?;
     let protocol = if stream.get_ref().1.alpn_protocol() == Some(tls::ALPN_H2) {
         Protocol::Http2
@@ -197,6 +203,31 @@ async fn handshake(tls: &Tls, stream: TcpStream) -> io::Result<(Transport, Proto
         Protocol::Http1
     };
     Ok((Transport::Tls(Box::new(stream)), protocol))
+}
+
+/// The answer to plain HTTP on the TLS port.
+const PLAIN_HTTP_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
+content-length: 69\r\nconnection: close\r\n\r\n{\"error\":\"this port speaks HTTPS: use https:// to reach this server\"}";
+
+/// Answers [`PLAIN_HTTP_ON_TLS_PORT`], then reads and drops what the client sent (for a
+/// second at most): closing over unread bytes would reset the connection, and the
+/// client would lose the answer.
+async fn refuse_plain_http(stream: &mut TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    if stream.write_all(PLAIN_HTTP_ON_TLS_PORT).await.is_err() || stream.shutdown().await.is_err() {
+        return;
+    }
+    let mut sink = [0; 1024];
+    let drain = async { while stream.read(&mut sink).await.is_ok_and(|read| read > 0) {} };
+    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
+}
+
+/// Whether a connection to the TLS port opens with plain text (an upper-case letter,
+/// as a request method does) instead of a TLS record (RFC 8446 §5.1: content type 22).
+async fn speaks_plain_http(stream: &TcpStream) -> io::Result<bool> {
+    let mut first = [0; 1];
+    let read = stream.peek(&mut first).await?;
+    Ok(read == 1 && first[0].is_ascii_uppercase())
 }
 
 /// A plain-text connection, served as h2c if it opens with HTTP/2's preface.

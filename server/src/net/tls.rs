@@ -65,7 +65,21 @@ pub enum TlsError {
         /// What the parser said.
         error: rustls::pki_types::pem::Error,
     },
-    /// rustls refused the pair (a key that does not match the certificate, say).
+    /// The key does not belong to the chain's first certificate.
+    Mismatch {
+        /// The certificate file.
+        cert: PathBuf,
+        /// The key file.
+        key: PathBuf,
+    },
+    /// The chain's first certificate cannot be parsed.
+    BadCertificate {
+        /// The file.
+        path: PathBuf,
+        /// rustls' reason.
+        why: String,
+    },
+    /// rustls refused the pair for another reason.
     Rejected(rustls::Error),
 }
 
@@ -75,6 +89,15 @@ impl fmt::Display for TlsError {
             Self::Read { path, error } => write!(f, "cannot read {}: {error}", path.display()),
             Self::Missing { path, what } => write!(f, "{} holds no {what}", path.display()),
             Self::Pem { path, error } => write!(f, "{} is not valid PEM: {error}", path.display()),
+            Self::Mismatch { cert, key } => write!(
+                f,
+                "the private key in {} does not belong to the certificate in {}",
+                key.display(),
+                cert.display()
+            ),
+            Self::BadCertificate { path, why } => {
+                write!(f, "{} holds no valid certificate ({why})", path.display())
+            }
             Self::Rejected(error) => write!(f, "the certificate and key cannot be used: {error}"),
         }
     }
@@ -260,12 +283,22 @@ fn certified_key(files: &TlsFiles, provider: &CryptoProvider) -> Result<Certifie
         return Err(TlsError::Missing { path: files.cert.clone(), what: "certificate" });
     }
     let key = PrivateKeyDer::from_pem_slice(&read(&files.key)?).map_err(|error| match error {
-        rustls::pki_types::pem::Error::NoItemsFound => {
-            TlsError::Missing { path: files.key.clone(), what: "private key" }
-        }
+        rustls::pki_types::pem::Error::NoItemsFound => TlsError::Missing {
+            path: files.key.clone(),
+            what: "private key (PKCS#8, PKCS#1 or SEC1; an encrypted key must be decrypted \
+                   first: openssl pkey -in KEY -out KEY.pem)",
+        },
         error => TlsError::Pem { path: files.key.clone(), error },
     })?;
-    CertifiedKey::from_der(certs, key, provider).map_err(TlsError::Rejected)
+    CertifiedKey::from_der(certs, key, provider).map_err(|error| match error {
+        rustls::Error::InconsistentKeys(_) => {
+            TlsError::Mismatch { cert: files.cert.clone(), key: files.key.clone() }
+        }
+        rustls::Error::InvalidCertificate(why) => {
+            TlsError::BadCertificate { path: files.cert.clone(), why: format!("{why:?}") }
+        }
+        error => TlsError::Rejected(error),
+    })
 }
 
 fn read(path: &Path) -> Result<Vec<u8>, TlsError> {

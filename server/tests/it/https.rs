@@ -294,3 +294,42 @@ async fn sighup_without_tls_leaves_the_node_serving() {
     assert!(node.is_running());
     assert_eq!(node.get("/livez").await.0, StatusCode::OK);
 }
+
+/// A peer that opens HTTP/2 and then never answers (not even the PING that follows
+/// GOAWAY) is closed all the same: idle limits hold for every peer.
+#[tokio::test]
+async fn an_http_2_peer_that_never_answers_is_closed_after_the_idle_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let node = Node::start(&["--header-timeout", "1s"]).await;
+    let address = node.url("").trim_start_matches("http://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    // The preface and an empty SETTINGS frame; then silence (no SETTINGS ack, no PING ack).
+    tcp.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.unwrap();
+    let started = tokio::time::Instant::now();
+    let mut sink = vec![0; 4096];
+    let closed = tokio::time::timeout(PATIENCE, async {
+        while tcp.read(&mut sink).await.is_ok_and(|read| read > 0) {}
+    })
+    .await;
+    assert!(closed.is_ok(), "the connection is still open after {PATIENCE:?}");
+    assert!(started.elapsed() >= Duration::from_millis(900), "closed before the idle limit");
+}
+
+/// Plain HTTP sent to the HTTPS port gets a readable 400 that says what to do, as from
+/// nginx, not TLS alert bytes.
+#[tokio::test]
+async fn plain_http_on_the_https_port_is_told_to_use_https() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let tls = private_ca(&temp_dir("plain-on-tls"));
+    let node = https_node(&tls, Version::HTTP_11, &[]).await;
+    let address = node.url("").trim_start_matches("https://").to_owned();
+    let mut tcp = tokio::net::TcpStream::connect(&address).await.expect("connect");
+    tcp.write_all(b"GET /livez HTTP/1.1\r\nHost: x\r\n\r\n").await.unwrap();
+    let mut answer = String::new();
+    tokio::time::timeout(PATIENCE, tcp.read_to_string(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400 Bad Request\r\n"), "{answer}");
+    assert!(
+        answer
+            .ends_with(r#"{"error":"this port speaks HTTPS: use https:// to reach this server"}"#)
+    );
+}
