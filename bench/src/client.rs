@@ -21,8 +21,7 @@ use crate::sse::EventReader;
 use crate::target::Target;
 use crate::transport::{Io, PLAIN, Protocol, Transport};
 
-/// A failure worth reporting.
-pub type Error = Box<dyn std::error::Error + Send + Sync>;
+pub use crate::transport::Error;
 
 /// The source address of connection `n` when connections are spread over `sources`
 /// addresses of the network 127.0.NET.0/24: 127.0.NET.1, 127.0.NET.2, …

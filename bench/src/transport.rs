@@ -13,7 +13,8 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpSocket;
 use tokio_rustls::TlsConnector;
 
-use crate::client::Error;
+/// A failure worth reporting.
+pub type Error = Box<dyn std::error::Error + Send + Sync>;
 
 /// A connection's bytes, over TCP or TLS.
 pub trait Io: AsyncRead + AsyncWrite + Send + Unpin {}
