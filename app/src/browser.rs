@@ -98,12 +98,8 @@ fn stream_url(path: &str) -> String {
     }
 }
 
-/// A request to API path `path`, with credentials when the server is on another origin.
-fn request(
-    builder: impl FnOnce(&str) -> gloo_net::http::RequestBuilder,
-    path: &str,
-) -> gloo_net::http::RequestBuilder {
-    let request = builder(&server_url(path));
+/// `request`, with credentials when the server is on another origin.
+fn with_credentials(request: gloo_net::http::RequestBuilder) -> gloo_net::http::RequestBuilder {
     if cross_origin() { request.credentials(web_sys::RequestCredentials::Include) } else { request }
 }
 
@@ -298,7 +294,7 @@ pub fn set_credentials(token: &str, publish_key: &str) {
 /// as the status is known, so an accepted stream is not held open.
 pub async fn probe(path: &str) -> (Option<u16>, Option<String>) {
     let Ok(controller) = web_sys::AbortController::new() else { return (None, None) };
-    let response = request(|_| gloo_net::http::Request::get(&stream_url(path)), path)
+    let response = with_credentials(gloo_net::http::Request::get(&stream_url(path)))
         .abort_signal(Some(&controller.signal()))
         .send()
         .await;
@@ -336,7 +332,12 @@ fn with_publish_key(request: gloo_net::http::RequestBuilder) -> gloo_net::http::
 /// A sentence for the page: the server's `{"error": …}` text, the status line, or why the
 /// request or its answer failed.
 pub async fn get_json<R: serde::de::DeserializeOwned>(path: &str) -> Result<R, String> {
-    read_json(with_publish_key(request(gloo_net::http::Request::get, path)).send().await).await
+    read_json(
+        with_publish_key(with_credentials(gloo_net::http::Request::get(&server_url(path))))
+            .send()
+            .await,
+    )
+    .await
 }
 
 /// `POST` to API path `path` a JSON body and read a JSON answer.
@@ -348,9 +349,10 @@ where
     B: serde::Serialize,
     R: serde::de::DeserializeOwned,
 {
-    let request = with_publish_key(request(gloo_net::http::Request::post, path))
-        .json(body)
-        .map_err(|e| format!("Could not build the request: {e}"))?;
+    let request =
+        with_publish_key(with_credentials(gloo_net::http::Request::post(&server_url(path))))
+            .json(body)
+            .map_err(|e| format!("Could not build the request: {e}"))?;
     read_json(request.send().await).await
 }
 

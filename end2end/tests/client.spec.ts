@@ -1,6 +1,7 @@
 import { execFileSync } from "node:child_process";
 import * as path from "node:path";
 import { expect, test, type Page } from "@playwright/test";
+import { reloadWhile } from "./fixtures/herald_page";
 import { HeraldProcess } from "./fixtures/herald_process";
 import { StaticServer } from "./fixtures/static_server";
 
@@ -30,27 +31,9 @@ async function push(herald: HeraldProcess, clientId: string, message: string) {
   return (await response.json()) as { id: string; delivered: number };
 }
 
-/** Reloads `page` while its new stream request is held until `during` has run. */
-async function reloadWhile(page: Page, during: () => Promise<void>) {
-  let release!: () => void;
-  const held = new Promise<void>((resolve) => (release = resolve));
-  let requested!: () => void;
-  const streamRequested = new Promise<void>((resolve) => (requested = resolve));
-  await page.route(
-    (url) => url.pathname === "/sse",
-    async (route) => {
-      requested();
-      await held;
-      await route.continue();
-    },
-  );
-  const reloading = page.reload();
-  await streamRequested;
-  await during();
-  release();
-  await reloading;
-  await expect(page.locator("#state")).toHaveText("open");
-  await page.unrouteAll({ behavior: "ignoreErrors" });
+/** Reloads the example page while its new stream is held (see `reloadWhile`). */
+async function reloadExampleWhile(page: Page, during: () => Promise<void>) {
+  await reloadWhile(page, during, () => expect(page.locator("#state")).toHaveText("open"));
 }
 
 test("a page using herald-client resumes after a reload, and is told of a gap", async ({ page }) => {
@@ -61,14 +44,14 @@ test("a page using herald-client resumes after a reload, and is told of a gap", 
     await push(herald, id, "first");
     await expect(messages).toHaveText(["first"]);
 
-    await reloadWhile(page, async () => {
+    await reloadExampleWhile(page, async () => {
       expect((await push(herald, id, "second")).delivered).toBe(0);
     });
     await expect(messages).toHaveText(["second"]);
     await expect(page.locator("#gap")).toBeHidden();
 
     // History keeps one message per client here: two while away lose the first.
-    await reloadWhile(page, async () => {
+    await reloadExampleWhile(page, async () => {
       await push(herald, id, "third");
       await push(herald, id, "fourth");
     });

@@ -22,7 +22,7 @@ use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{HeaderValue, StatusCode, Version, header};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::time::{Instant, timeout_at};
 use tokio_util::sync::CancellationToken;
 
@@ -90,7 +90,7 @@ const LINGER_BYTES: usize = 8 * 1024 * 1024;
 /// Closing a socket with unread data resets it, and a reset throws away what the
 /// client has not read yet: the answer (a 413 for a body still on its way) would be
 /// lost, and the client would see a network error instead.
-async fn linger(io: &mut GuardedStream) {
+pub(super) async fn linger(io: &mut (impl AsyncRead + AsyncWrite + Unpin)) {
     if io.shutdown().await.is_err() {
         return;
     }

@@ -117,8 +117,14 @@ pub async fn serve(listener: TcpListener, service: Service, stop: CancellationTo
             accepted = accept(&listener) => accepted,
             () = stop.cancelled() => break,
         };
-        let opening = open_connection(stream, PeerAddr(peer), service.clone(), stop.clone());
-        connections.spawn(open_then_serve(opening, connections.clone()));
+        let peer = PeerAddr(peer);
+        connections.spawn(open_then_serve(
+            stream,
+            peer,
+            service.clone(),
+            stop.clone(),
+            connections.clone(),
+        ));
     }
     drop(listener);
     connections.close();
@@ -175,8 +181,15 @@ async fn open_connection(
 /// Opens a connection, then serves it in a task of its own: a task is as large as its
 /// future's largest state, so the opening's (a handshake, a timer, the service) would
 /// otherwise take room for as long as the connection lives.
-async fn open_then_serve(opening: impl Future<Output = Option<Opened>>, connections: TaskTracker) {
-    let Some(Opened { io, protocol, peer, app, stop, due }) = opening.await else { return };
+async fn open_then_serve(
+    stream: TcpStream,
+    peer: PeerAddr,
+    service: Service,
+    stop: CancellationToken,
+    connections: TaskTracker,
+) {
+    let opened = open_connection(stream, peer, service, stop).await;
+    let Some(Opened { io, protocol, peer, app, stop, due }) = opened else { return };
     match protocol {
         Protocol::Http1 => {
             connections.spawn(connection::serve(io, peer, app, stop, due));
@@ -205,21 +218,16 @@ async fn handshake(tls: &Tls, mut stream: TcpStream) -> io::Result<(Transport, P
     Ok((Transport::Tls(Box::new(stream)), protocol))
 }
 
-/// The answer to plain HTTP on the TLS port.
-const PLAIN_HTTP_ON_TLS_PORT: &[u8] = b"HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\n\
-content-length: 69\r\nconnection: close\r\n\r\n{\"error\":\"this port speaks HTTPS: use https:// to reach this server\"}";
-
-/// Answers [`PLAIN_HTTP_ON_TLS_PORT`], then reads and drops what the client sent (for a
-/// second at most): closing over unread bytes would reset the connection, and the
-/// client would lose the answer.
+/// Answers plain HTTP on the TLS port with a refusal that says what to do, then
+/// lingers as any refusal does (see [`connection::linger`]).
 async fn refuse_plain_http(stream: &mut TcpStream) {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    if stream.write_all(PLAIN_HTTP_ON_TLS_PORT).await.is_err() || stream.shutdown().await.is_err() {
-        return;
+    let refusal = Refusal::new(
+        axum::http::StatusCode::BAD_REQUEST,
+        "this port speaks HTTPS: use https:// to reach this server",
+    );
+    if tokio::io::AsyncWriteExt::write_all(stream, &response::refusal(&refusal)).await.is_ok() {
+        connection::linger(stream).await;
     }
-    let mut sink = [0; 1024];
-    let drain = async { while stream.read(&mut sink).await.is_ok_and(|read| read > 0) {} };
-    let _ = tokio::time::timeout(Duration::from_secs(1), drain).await;
 }
 
 /// Whether a connection to the TLS port opens with plain text (an upper-case letter,
